@@ -1,0 +1,27 @@
+"""The project's exceptions, one tree for every package.
+
+    ApgConfigError
+    ├── ConfigError             a key, value or connector config was refused; nothing was written
+    │   └── AccessDenied        the caller's role may not write that key
+    └── IntegrationError        the change could not be recorded for delivery; nothing was written
+
+Connector failures (``connectors.errors``) hang from ``ApgConfigError`` too.
+"""
+
+from __future__ import annotations
+
+
+class ApgConfigError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(ApgConfigError, ValueError):
+    """A key, value or connector configuration was refused; nothing was written."""
+
+
+class AccessDenied(ConfigError):
+    """The user who asked for a change holds no role that may write that key."""
+
+
+class IntegrationError(ApgConfigError):
+    """The change could not be recorded for delivery, so it was not applied."""

@@ -1,0 +1,81 @@
+"""The event document: one versioned JSON shape for every connector."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+SCHEMA_VERSION = 1
+"""Bumped whenever a field of the event changes meaning."""
+
+CHANGED = "config.changed"
+DELETED = "config.deleted"
+ERROR = "config.error"
+REPLAY = "delivery.replay"
+
+
+def now() -> datetime:
+    """The current UTC time."""
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 with microseconds and a trailing Z."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Change:
+    """What the writer knows of a change before Redis assigns its version."""
+
+    type: str
+    tenant: str
+    environment: str
+    key: str
+    new_value: Any
+    changed_by: str | None
+    reason: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    at: datetime = field(default_factory=now)
+
+    def event_head(self) -> str:
+        """The event's JSON without its closing brace; the script appends old_value and version."""
+        document = {
+            "schema_version": SCHEMA_VERSION,
+            "event_id": self.event_id,
+            "type": self.type,
+            "tenant": self.tenant,
+            "environment": self.environment,
+            "key": self.key,
+            "new_value": self.new_value,
+            "changed_by": self.changed_by,
+            "reason": self.reason,
+            "timestamp": iso(self.at),
+            "timestamp_epoch": round(self.at.timestamp(), 6),
+            "urgency": None,
+            "metadata": self.metadata,
+        }
+        return _head(document)
+
+    def history_head(self, *, masked_value: Any, local_only: bool) -> str:
+        """The history entry's JSON without its closing brace; the script appends the version."""
+        entry = {
+            "op": "delete" if self.type == DELETED else "set",
+            "key": self.key,
+            "value": masked_value,
+            "changed_by": self.changed_by,
+            "reason": self.reason,
+            "timestamp": iso(self.at),
+            "event_id": None if local_only else self.event_id,
+            "local_only": local_only,
+        }
+        return _head(entry)
+
+
+def _head(document: dict[str, Any]) -> str:
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return text[:-1]

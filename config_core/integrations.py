@@ -1,0 +1,64 @@
+"""Validation of ``integrations.*`` keys: connector configs and the system sections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from config_core.errors import ConfigError
+from config_core.routing import validate_notifications
+
+PREFIX = "integrations."
+
+
+def _validate_batching(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError("integrations.batching must be a dict")
+    for name, item in value.items():
+        if name not in ("batch_size", "batch_timeout", "max_retries"):
+            raise ConfigError(f"integrations.batching has unknown field {name!r}")
+        if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+            raise ConfigError(f"integrations.batching.{name} must be a non-negative integer")
+
+
+def _validate_max_backlog(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError("integrations.max_backlog must be a positive integer")
+
+
+SYSTEM_SECTIONS: dict[str, Callable[[Any], None]] = {
+    "notifications": validate_notifications,
+    "batching": _validate_batching,
+    "max_backlog": _validate_max_backlog,
+}
+"""Sections under ``integrations.`` that configure the service itself, not a connector."""
+
+
+def split(key: str) -> tuple[str, list[str]] | None:
+    """``integrations.discord.webhook_url`` → ("discord", ["webhook_url"]); None if not one."""
+    if not key.startswith(PREFIX):
+        return None
+    name, *path = key[len(PREFIX):].split(".")
+    return name, path
+
+
+def set_path(document: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
+    """A copy of ``document`` with ``value`` at the nested ``path``."""
+    updated = dict(document)
+    if len(path) == 1:
+        updated[path[0]] = value
+        return updated
+    child = updated.get(path[0], {})
+    if not isinstance(child, dict):
+        raise ConfigError(f"cannot set {'.'.join(path)}: {path[0]!r} is not a dict")
+    updated[path[0]] = set_path(child, path[1:], value)
+    return updated
+
+
+def get_path(document: Any, path: list[str]) -> Any:
+    """The value at ``path`` inside nested dicts; ``KeyError`` when absent."""
+    for part in path:
+        if not isinstance(document, dict) or part not in document:
+            raise KeyError(part)
+        document = document[part]
+    return document

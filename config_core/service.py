@@ -1,0 +1,285 @@
+"""ConfigService: the public, async facade over the store, validation and delivery ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from config_core import integrations, settings
+from config_core.errors import ConfigError
+from config_core.events import CHANGED, DELETED, Change
+from config_core.layout import Namespace
+from config_core.masking import mask_for_key
+from config_core.store import Conflict, Missing, Store, Write
+from config_core.validation import check_key, encode_value
+from connectors import registry
+from connectors.base import AsyncConnector, BaseConnector, acall
+
+_MISSING: Any = object()
+_CAS_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class SetResult:
+    """What ``set_config`` and ``delete_config`` return."""
+
+    status: str
+    key: str
+    version: int | None = None
+    event_id: str | None = None
+    request_id: str | None = None
+
+
+class ConfigService:
+    """Central configuration for one tenant and environment, backed by Redis."""
+
+    def __init__(self, redis_url: str | None = None, environment: str | None = None,
+                 tenant: str | None = None) -> None:
+        self.redis_url = redis_url or settings.redis_url()
+        self.environment = check_key(environment or settings.environment())
+        self.tenant = check_key(tenant or settings.tenant())
+        if "." in self.environment or "." in self.tenant:
+            raise ConfigError("tenant and environment names must not contain '.'")
+        self.namespace = Namespace(self.tenant, self.environment)
+        self.store = Store(self.redis_url, self.namespace)
+
+    # writes ------------------------------------------------------------------------------------
+
+    async def set_config(self, key: str, value: Any, *, changed_by: str | None = None,
+                         reason: str | None = None, metadata: dict[str, Any] | None = None,
+                         ) -> SetResult:
+        """Store ``value`` under ``key`` and emit a ``config.changed`` event for delivery."""
+        return await self._set(key, value, changed_by, reason, metadata, emit=True)
+
+    async def set_config_local_only(self, key: str, value: Any, *, changed_by: str | None = None,
+                                    reason: str | None = None) -> SetResult:
+        """Store ``value`` without emitting any event; history records it as local only."""
+        return await self._set(key, value, changed_by, reason, None, emit=False)
+
+    async def delete_config(self, key: str, *, changed_by: str | None = None,
+                            reason: str | None = None) -> SetResult:
+        """Remove ``key`` and emit ``config.deleted``; ``KeyError`` if it has no value."""
+        check_key(key)
+        if integrations.split(key) and len(integrations.split(key)[1]) > 0:  # type: ignore[index]
+            raise ConfigError(f"delete {key!r} by setting its parent integration without it")
+        change = self._change(DELETED, key, None, changed_by, reason, None)
+        masked_json = "null"
+        try:
+            version = await self.store.write(Write("delete", key, "null", masked_json, change,
+                                                   None, emit=True))
+        except Missing:
+            raise KeyError(key) from None
+        await self._dispatch_inline()
+        return SetResult("applied", key, version, change.event_id)
+
+    async def _set(self, key: str, value: Any, changed_by: str | None, reason: str | None,
+                   metadata: dict[str, Any] | None, *, emit: bool) -> SetResult:
+        check_key(key)
+        encode_value(key, value)
+        split = integrations.split(key)
+        change = self._change(CHANGED, key, value, changed_by, reason, metadata)
+        if split and split[1]:
+            version = await self._set_field(split[0], split[1], change, emit)
+        else:
+            secret_fields: frozenset[str] = frozenset()
+            if split:
+                value, secret_fields = await self._validate_integration(split[0], value)
+            masked = mask_for_key(key, value, secret_fields)
+            version = await self.store.write(Write(
+                "set", key, encode_value(key, value), _dumps(masked), change, masked, emit))
+        if emit:
+            await self._dispatch_inline()
+        return SetResult("applied", key, version, change.event_id if emit else None)
+
+    async def _set_field(self, name: str, path: list[str], change: Change, emit: bool) -> int:
+        """Set one field of an integration's dict; retried if another writer got there first."""
+        storage_key = integrations.PREFIX + name
+        for _ in range(_CAS_ATTEMPTS):
+            stored, version = await self.store.read(storage_key)
+            current = json.loads(stored) if stored else {}
+            if not isinstance(current, dict):
+                raise ConfigError(f"{storage_key} holds a {type(current).__name__}, not a dict")
+            updated = integrations.set_path(current, path, change.new_value)
+            updated, secret_fields = await self._validate_integration(name, updated, partial=True)
+            field_masked = mask_for_key(storage_key, updated, secret_fields)
+            old_masked = _field_or_none(mask_for_key(storage_key, current, secret_fields), path)
+            event_value = integrations.get_path(field_masked, path)
+            try:
+                return await self.store.write(Write(
+                    "set", storage_key, encode_value(storage_key, updated), _dumps(field_masked),
+                    change, event_value, emit, expected_version=version,
+                    old_masked_json=_dumps(old_masked)))
+            except Conflict:
+                continue
+        raise ConfigError(f"{change.key!r} is being changed too often to update; try again")
+
+    async def _validate_integration(self, name: str, value: Any, *, partial: bool = False,
+                                    ) -> tuple[Any, frozenset[str]]:
+        """Check an ``integrations.<name>`` value; return it and its secret field names."""
+        if name in integrations.SYSTEM_SECTIONS:
+            integrations.SYSTEM_SECTIONS[name](value)
+            return value, frozenset()
+        cls = await self._connector_class(name)
+        if cls is None:
+            known = sorted({*registry.BUILTIN, *integrations.SYSTEM_SECTIONS,
+                            *(await self.store.registered())})
+            raise ConfigError(f"integrations.{name} is not a known connector or section; "
+                              f"known: {known} (register custom connectors first)")
+        checked = cls.validate_config(value, partial=partial) if cls.settings else value
+        if not isinstance(checked, dict):
+            raise ConfigError(f"integrations.{name} must be a dict of settings")
+        # Store what the user gave (defaults are applied when read), validated.
+        return value, cls.secret_fields()
+
+    async def _connector_class(self, name: str) -> type[BaseConnector] | None:
+        builtin = registry.builtin_class(name)
+        if builtin is not None:
+            return builtin
+        path = await self.store.registered_class(name)
+        return registry.load(path) if path else None
+
+    def _change(self, kind: str, key: str, value: Any, changed_by: str | None,
+                reason: str | None, metadata: dict[str, Any] | None) -> Change:
+        for field, text in (("changed_by", changed_by), ("reason", reason)):
+            if text is not None and not isinstance(text, str):
+                raise ConfigError(f"{field} must be a string, got {type(text).__name__}")
+        if metadata is not None:
+            encode_value("metadata", metadata)
+        return Change(kind, self.tenant, self.environment, key, value, changed_by, reason,
+                      dict(metadata or {}))
+
+    async def _dispatch_inline(self) -> None:
+        """In eager mode, relay and deliver right away in this process."""
+        if settings.eager():
+            from workers.relay import drain_inline  # eager mode only: config_core stays Celery-free
+
+            await asyncio.to_thread(drain_inline, self.redis_url, self.namespace)
+
+    # reads -------------------------------------------------------------------------------------
+
+    async def get_config(self, key: str, default: Any = _MISSING) -> Any:
+        """The value of ``key``; ``default`` (or ``KeyError``) when it has none."""
+        check_key(key)
+        stored, _ = await self.store.read(key)
+        if stored is not None:
+            return json.loads(stored)
+        split = integrations.split(key)
+        if split and split[1]:
+            parent, _ = await self.store.read(integrations.PREFIX + split[0])
+            try:
+                return integrations.get_path(json.loads(parent) if parent else None, split[1])
+            except KeyError:
+                pass
+        if default is _MISSING:
+            raise KeyError(key)
+        return default
+
+    async def get_configs(self, prefix: str = "") -> dict[str, Any]:
+        """Every key starting with ``prefix`` and its value."""
+        keys = await self.store.keys_with_prefix(prefix)
+        values = await self.store.read_many(keys)
+        return {key: json.loads(value) for key, value in zip(keys, values) if value is not None}
+
+    async def history(self, key: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Changes of ``key``, newest first (values masked where secret)."""
+        check_key(key)
+        split = integrations.split(key)
+        storage_key = integrations.PREFIX + split[0] if split and split[1] else key
+        return await self.store.history(storage_key, limit)
+
+    # connectors and deliveries -----------------------------------------------------------------
+
+    async def register_connector(self, name: str, connector: BaseConnector, *,
+                                 changed_by: str | None = None) -> SetResult:
+        """Register a custom connector instance: its class path and its config are stored."""
+        check_key(name)
+        if "." in name or name in integrations.SYSTEM_SECTIONS or name in registry.BUILTIN:
+            raise ConfigError(f"connector name {name!r} is reserved or contains '.'")
+        if not isinstance(connector, BaseConnector):
+            raise ConfigError(f"{type(connector).__name__} is not a BaseConnector subclass")
+        path = registry.check_importable(type(connector))
+        key = integrations.PREFIX + name
+        config = dict(connector.config)
+        type(connector).validate_config(config) if connector.settings else None
+        masked = mask_for_key(key, config, type(connector).secret_fields())
+        change = self._change(CHANGED, key, config, changed_by, "connector registered", None)
+        version = await self.store.write(Write("set", key, encode_value(key, config),
+                                               _dumps(masked), change, masked, True,
+                                               registry=(name, path)))
+        await self._dispatch_inline()
+        return SetResult("applied", key, version, change.event_id)
+
+    async def get_connector(self, name: str) -> AsyncConnector:
+        """The configured connector ``name``, with awaitable methods."""
+        cls = await self._connector_class(name)
+        stored, _ = await self.store.read(integrations.PREFIX + name)
+        if cls is None or stored is None:
+            raise KeyError(f"connector {name!r} is not configured")
+        return AsyncConnector(cls.from_stored(name, json.loads(stored)))
+
+    async def configured_connectors(self) -> list[str]:
+        """Names of connectors that have a stored config."""
+        keys = await self.store.keys_with_prefix(integrations.PREFIX)
+        names = [key[len(integrations.PREFIX):] for key in keys]
+        custom = await self.store.registered()
+        return [n for n in names if "." not in n and (n in registry.BUILTIN or n in custom)]
+
+    async def get_deliveries(self, event_id: str) -> list[dict[str, Any]]:
+        """The delivery ledger of one event: one record per connector."""
+        return await self.store.deliveries(event_id)
+
+    async def dead_deliveries(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Deliveries that exhausted their retries or failed permanently, newest first."""
+        found = []
+        for event_id, connector in await self.store.dead(limit):
+            for record in await self.store.deliveries(event_id):
+                if record["connector"] == connector and record["status"] == "dead":
+                    found.append({"event_id": event_id, **record})
+        return found
+
+    async def replay(self, event_id: str, connector: str | None = None) -> None:
+        """Deliver a dead (or any) delivery of ``event_id`` again."""
+        if not await self.store.deliveries(event_id):
+            raise KeyError(f"event {event_id!r} has no deliveries to replay")
+        await self.store.request_replay(event_id, connector)
+        await self._dispatch_inline()
+
+    async def check_integration_health(self) -> dict[str, dict[str, Any]]:
+        """Each configured connector's health: healthy, unhealthy or error (with the error)."""
+        names = await self.configured_connectors()
+        results = await asyncio.gather(*(self._health(name) for name in names))
+        return dict(zip(names, results))
+
+    async def _health(self, name: str) -> dict[str, Any]:
+        checked_at = datetime.now(timezone.utc).isoformat()
+        try:
+            connector = await self.get_connector(name)
+            healthy = bool(await acall(connector.connector.health_check))
+        except Exception as exc:  # noqa: BLE001 - reported, not raised: one bad connector
+            return {"status": "error", "error": f"{type(exc).__name__}: {exc}",
+                    "last_check": checked_at}
+        return {"status": "healthy" if healthy else "unhealthy", "last_check": checked_at}
+
+    async def close(self) -> None:
+        """Close the Redis connections."""
+        await self.store.close()
+
+    async def __aenter__(self) -> ConfigService:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _field_or_none(document: Any, path: list[str]) -> Any:
+    try:
+        return integrations.get_path(document, path)
+    except KeyError:
+        return None

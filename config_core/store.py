@@ -1,0 +1,138 @@
+"""Async Redis access for the service: the atomic write and the reads around it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from config_core import settings
+from config_core.errors import IntegrationError
+from config_core.events import Change
+from config_core.layout import NAMESPACES_KEY, Namespace
+from config_core.store_lua import WRITE_SCRIPT
+
+
+@dataclass(frozen=True)
+class Write:
+    """Everything the write script needs for one change."""
+
+    op: str
+    storage_key: str
+    value_json: str
+    masked_json: str
+    change: Change
+    masked_event_value: Any
+    emit: bool
+    expected_version: int | None = None
+    old_masked_json: str = ""
+    registry: tuple[str, str] | None = None
+
+
+class Conflict(Exception):
+    """The key's version moved between a read and a conditional write."""
+
+
+class Missing(Exception):
+    """Delete of a key that has no value."""
+
+
+class Store:
+    """One tenant-environment's data in Redis."""
+
+    def __init__(self, url: str, namespace: Namespace) -> None:
+        self.url = url
+        self.ns = namespace
+        self.redis = aioredis.from_url(settings.client_url(url), decode_responses=True)
+        self._write = self.redis.register_script(WRITE_SCRIPT)
+
+    async def write(self, w: Write) -> int:
+        """Apply one change atomically; return the new version."""
+        change = w.change
+        change_for_event = Change(**{**change.__dict__, "new_value": w.masked_event_value})
+        keys = [self.ns.value(w.storage_key), self.ns.index, self.ns.history(w.storage_key),
+                self.ns.outbox, NAMESPACES_KEY, self.ns.value("integrations.max_backlog"),
+                self.ns.connectors]
+        args = [w.op, w.storage_key, w.value_json, w.masked_json,
+                "" if w.expected_version is None else w.expected_version,
+                change_for_event.event_head() if w.emit else "",
+                change.history_head(masked_value=json.loads(w.masked_json), local_only=not w.emit),
+                settings.HISTORY_MAX, settings.DEFAULT_MAX_BACKLOG, self.ns.name,
+                w.old_masked_json, *(w.registry or ("", ""))]
+        try:
+            reply = await self._write(keys=keys, args=args)
+        except RedisError as exc:
+            raise IntegrationError(
+                f"change to {change.key!r} was not applied: Redis refused the write ({exc})"
+            ) from exc
+        return self._version_from(reply, change.key)
+
+    def _version_from(self, reply: list[Any], key: str) -> int:
+        status = reply[0]
+        if status == "ok":
+            return int(reply[1])
+        if status == "conflict":
+            raise Conflict(key)
+        if status == "missing":
+            raise Missing(key)
+        if status == "backlog":
+            raise IntegrationError(
+                f"change to {key!r} was not applied: the outbox holds {reply[1]} undelivered "
+                f"events (integrations.max_backlog is {reply[2]}); are the workers running?"
+            )
+        raise IntegrationError(
+            f"change to {key!r} was not applied: outbox {self.ns.outbox!r} is a {reply[1]}, "
+            "not a stream"
+        )
+
+    async def read(self, storage_key: str) -> tuple[str | None, int]:
+        """The stored JSON and version of ``storage_key`` (None, version when unset)."""
+        value, version = await self.redis.hmget(self.ns.value(storage_key), "value", "version")
+        return value, int(version or 0)
+
+    async def read_masked(self, storage_key: str) -> str | None:
+        return await self.redis.hget(self.ns.value(storage_key), "masked")
+
+    async def keys_with_prefix(self, prefix: str) -> list[str]:
+        if not prefix:
+            return await self.redis.zrange(self.ns.index, 0, -1)
+        return await self.redis.zrangebylex(self.ns.index, f"[{prefix}", f"[{prefix}\xff")
+
+    async def read_many(self, keys: list[str]) -> list[str | None]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hget(self.ns.value(key), "value")
+            return await pipe.execute()
+
+    async def history(self, key: str, limit: int) -> list[dict[str, Any]]:
+        return [json.loads(item) for item in await self.redis.lrange(self.ns.history(key), 0,
+                                                                       limit - 1)]
+
+    async def deliveries(self, event_id: str) -> list[dict[str, Any]]:
+        records = await self.redis.hgetall(self.ns.deliveries(event_id))
+        return sorted((json.loads(item) for item in records.values()),
+                      key=lambda record: record["connector"])
+
+    async def dead(self, limit: int) -> list[tuple[str, str]]:
+        members = await self.redis.zrevrange(self.ns.dead, 0, limit - 1)
+        return [tuple(member.rsplit(":", 1)) for member in members]  # type: ignore[misc]
+
+    async def registered_class(self, name: str) -> str | None:
+        return await self.redis.hget(self.ns.connectors, name)
+
+    async def registered(self) -> dict[str, str]:
+        return await self.redis.hgetall(self.ns.connectors)
+
+    async def request_replay(self, event_id: str, connector: str | None) -> None:
+        """Ask the relay to run a delivery again (through the outbox, like every event)."""
+        body = json.dumps({"replay": event_id, "connector": connector})
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.ns.outbox, {"r": body})
+            pipe.sadd(NAMESPACES_KEY, self.ns.name)
+            await pipe.execute()
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,144 @@
+"""BaseConnector: what every connector, built in or user-written, looks like."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from config_core.masking import MASK, redact, secret_strings
+from connectors.errors import Misconfigured
+from connectors.settings import ENV_REF_RE, Setting, missing_required, validate_config, with_defaults
+
+
+class BaseConnector:
+    """Delivers configuration events to one external system.
+
+    Subclasses declare ``settings`` and implement ``send_notification(event)``; ``health_check``
+    and ``sync_data`` are optional. Each may be ``async def`` or plain ``def``.
+    """
+
+    name: ClassVar[str] = ""
+    settings: ClassVar[tuple[Setting, ...]] = ()
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = with_defaults(self.settings, dict(config))
+
+    @classmethod
+    def validate_config(cls, config: Any, *, partial: bool = False) -> dict[str, Any]:
+        """Check a config against this connector's declared settings (``ConfigError`` if bad)."""
+        return validate_config(f"integrations.{cls.name or 'connector'}", cls.settings, config,
+                               partial=partial)
+
+    @classmethod
+    def secret_fields(cls) -> frozenset[str]:
+        """Names of settings declared secret."""
+        return frozenset(s.name for s in cls.settings if s.secret)
+
+    @classmethod
+    def from_stored(cls, name: str, config: dict[str, Any]) -> BaseConnector:
+        """Build from a stored config: check completeness, resolve ``${env:NAME}`` references."""
+        missing = missing_required(cls.settings, config)
+        if missing:
+            raise Misconfigured(f"integrations.{name} is missing required setting(s) {missing}")
+        return cls(resolve_env_refs(name, config))
+
+    def wants(self, event: dict[str, Any]) -> bool:
+        """Whether this connector takes ``event`` at all (a filter applied after routing)."""
+        return True
+
+    def send_notification(self, event: dict[str, Any]) -> Any:
+        """Deliver ``event``; raise a ``ConnectorError`` subclass on failure."""
+        raise NotImplementedError(f"{type(self).__name__} must implement send_notification")
+
+    def health_check(self) -> bool:
+        """True when the vendor is reachable with this config."""
+        return True
+
+    def sync_data(self) -> dict[str, Any]:
+        """Pull data from the vendor (identity connectors); nothing by default."""
+        return {}
+
+    def secrets(self) -> set[str]:
+        """Every secret string in this connector's config, for scrubbing error text."""
+        return secret_strings(self.config, self.secret_fields())
+
+    def redact(self, text: str) -> str:
+        """``text`` with this connector's secrets replaced by ``***``."""
+        return redact(text, self.secrets())
+
+    def __repr__(self) -> str:
+        shown = {k: (MASK if k in self.secret_fields() else v) for k, v in self.config.items()}
+        return self.redact(f"<{type(self).__name__} {shown}>")
+
+
+def resolve_env_refs(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Replace ``${env:NAME}`` strings (at any depth) with the environment's values."""
+
+    def resolve(value: Any, where: str) -> Any:
+        if isinstance(value, dict):
+            return {k: resolve(v, f"{where}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, str):
+            match = ENV_REF_RE.match(value)
+            if match:
+                if match.group(1) not in os.environ:
+                    raise Misconfigured(f"{where} refers to unset environment variable "
+                                        f"{match.group(1)}")
+                return os.environ[match.group(1)]
+        return value
+
+    return resolve(config, f"integrations.{name}")
+
+
+def call(method: Any, *args: Any) -> Any:
+    """Call a connector method that may be sync or async, from sync code."""
+    result = method(*args)
+    if inspect.isawaitable(result):
+        return asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+async def acall(method: Any, *args: Any) -> Any:
+    """Call a connector method that may be sync or async, from async code (sync runs in a thread)."""
+    if inspect.iscoroutinefunction(method):
+        return await method(*args)
+    result = await asyncio.to_thread(method, *args)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+class AsyncConnector:
+    """What ``ConfigService.get_connector`` returns: every method awaitable, sync or not."""
+
+    def __init__(self, connector: BaseConnector) -> None:
+        self.connector = connector
+
+    async def health_check(self) -> bool:
+        return bool(await acall(self.connector.health_check))
+
+    async def send_notification(self, event: dict[str, Any]) -> Any:
+        return await acall(self.connector.send_notification, event)
+
+    async def sync_data(self) -> Any:
+        return await acall(self.connector.sync_data)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.connector.config
+
+    def __repr__(self) -> str:
+        return repr(self.connector)
+
+
+def setting_names(settings: Iterable[Setting]) -> list[str]:
+    """The declared names, in order."""
+    return [s.name for s in settings]

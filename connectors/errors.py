@@ -1,0 +1,65 @@
+"""Connector failures, typed so the delivery task knows whether to retry.
+
+    ApgConfigError                      (config_core.errors)
+    └── ConnectorError
+        ├── RetryableError              try again later; ``retry_after_s`` is the least wait
+        │   ├── RateLimited             the vendor said 429 (or its own busy code)
+        │   ├── Unavailable             5xx, or the vendor said it is overloaded
+        │   └── TransportError          connection refused or reset, timeout, TLS failure
+        └── PermanentError              retrying cannot help; the delivery goes dead at once
+            ├── AuthError               401 / 403: a bad or revoked credential
+            ├── Rejected                the vendor refused the request (400, 404, 422, ...)
+            └── Misconfigured           the stored connector config cannot be used
+
+Messages never contain secrets: they are redacted where they are raised.
+"""
+
+from __future__ import annotations
+
+from config_core.errors import ApgConfigError
+
+
+class ConnectorError(ApgConfigError):
+    """A delivery to a vendor failed."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RetryableError(ConnectorError):
+    """A failure that may pass; ``retry_after_s`` is the earliest sensible retry, if known."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(RetryableError):
+    """The vendor is rate limiting us (HTTP 429 or its own equivalent)."""
+
+
+class Unavailable(RetryableError):
+    """The vendor answered with a server error or said it is unavailable."""
+
+
+class TransportError(RetryableError):
+    """The request did not complete: connection, TLS or timeout failure."""
+
+
+class PermanentError(ConnectorError):
+    """A failure that no retry can fix."""
+
+
+class AuthError(PermanentError):
+    """The vendor refused our credentials (401 or 403)."""
+
+
+class Rejected(PermanentError):
+    """The vendor refused the request itself (4xx other than 401, 403, 429)."""
+
+
+class Misconfigured(PermanentError):
+    """The connector's stored configuration is incomplete or unusable."""

@@ -1,0 +1,121 @@
+"""The one HTTP client every connector uses, and the one response-to-error mapping.
+
+One ``requests.Session`` per process (built lazily, so after a prefork fork), a default
+``(connect, read)`` timeout on every call, fast retries of failed connects only (a POST whose
+outcome is unknown is never re-sent here), and ``Retry-After`` left to the Celery task.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from config_core.masking import redact
+from connectors.errors import (
+    AuthError,
+    ConnectorError,
+    RateLimited,
+    Rejected,
+    TransportError,
+    Unavailable,
+)
+
+DEFAULT_TIMEOUT_S = (3.05, 10.0)
+"""(connect, read) seconds applied to every vendor call that does not pass its own."""
+
+CONNECT_RETRIES = 2
+"""Transport-level retries, for connection failures only (the request never reached the vendor)."""
+
+USER_AGENT = "apg-central-config/0.1 (+https://example.invalid/apgcfg)"
+
+_session: requests.Session | None = None
+_session_pid: int | None = None
+
+
+def session() -> requests.Session:
+    """This process's shared session (a new one after a fork)."""
+    global _session, _session_pid
+    if _session is None or _session_pid != os.getpid():
+        _session = _build_session()
+        _session_pid = os.getpid()
+    return _session
+
+
+def _build_session() -> requests.Session:
+    retry = Retry(total=CONNECT_RETRIES, connect=CONNECT_RETRIES, read=0, status=0, other=0,
+                  backoff_factor=0.1, respect_retry_after_header=False, allowed_methods=None)
+    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
+    http = requests.Session()
+    http.mount("https://", adapter)
+    http.mount("http://", adapter)
+    http.headers["User-Agent"] = USER_AGENT
+    return http
+
+
+def send(method: str, url: str, *, secrets: Iterable[str] = (),
+         timeout: Any = DEFAULT_TIMEOUT_S, **kwargs: Any) -> requests.Response:
+    """Make one vendor call; a transport failure becomes ``TransportError`` with secrets redacted."""
+    try:
+        return session().request(method, url, timeout=timeout, **kwargs)
+    except requests.RequestException as exc:
+        text = redact(f"{type(exc).__name__}: {exc}", secrets)
+        raise TransportError(f"{method} failed: {text}") from None
+
+
+def check(response: requests.Response, *, vendor: str, message: str | None = None,
+          secrets: Iterable[str] = ()) -> requests.Response:
+    """Return ``response`` if it succeeded, else raise the matching ``ConnectorError``.
+
+    ``message`` is the vendor's own error text when the caller could parse one.
+    """
+    status = response.status_code
+    if status < 400:
+        return response
+    detail = redact(message or _short_body(response), secrets)
+    text = f"{vendor} answered {status}: {detail}".rstrip(": ")
+    raise error_for(status, text, retry_after(response))
+
+
+def error_for(status: int, text: str, wait_s: float | None) -> ConnectorError:
+    """Map an HTTP status to the error type that decides retrying."""
+    if status == 429:
+        return RateLimited(text, status=status, retry_after_s=wait_s)
+    if status >= 500:
+        return Unavailable(text, status=status, retry_after_s=wait_s)
+    if status in (401, 403):
+        return AuthError(text, status=status)
+    if status == 408:
+        return Unavailable(text, status=status, retry_after_s=wait_s)
+    return Rejected(text, status=status)
+
+
+def retry_after(response: requests.Response) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date), or None."""
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Parse a ``Retry-After`` header value into seconds (never negative)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _short_body(response: requests.Response, limit: int = 300) -> str:
+    text = (response.text or "").strip()
+    return text if len(text) <= limit else text[:limit] + "..."

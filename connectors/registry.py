@@ -1,0 +1,58 @@
+"""Which class implements each connector: built-ins by name, custom ones by class path."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from config_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from connectors.base import BaseConnector
+
+BUILTIN: dict[str, str] = {
+    "discord": "connectors.discord.DiscordConnector",
+    "slack": "connectors.slack.SlackConnector",
+}
+"""Registry key → importable class path of every connector shipped with the project."""
+
+
+def class_path(cls: type) -> str:
+    """The importable dotted path of ``cls``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def load(path: str) -> type[BaseConnector]:
+    """Import the connector class at ``path`` (``package.module.ClassName``)."""
+    from connectors.base import BaseConnector
+
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise ConfigError(f"connector class path {path!r} must be 'package.module.ClassName'")
+    try:
+        module = importlib.import_module(module_name)
+        cls = getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot import connector class {path!r}: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, BaseConnector)):
+        raise ConfigError(f"{path!r} is not a BaseConnector subclass")
+    return cls
+
+
+def check_importable(cls: type) -> str:
+    """Return the class path of ``cls`` if a worker could import it, else raise ``ConfigError``."""
+    path = class_path(cls)
+    if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
+        raise ConfigError(
+            f"connector class {cls.__qualname__} is defined in {cls.__module__!r}"
+            " (or inside a function); workers cannot import it. Move it into an importable module."
+        )
+    if load(path) is not cls:
+        raise ConfigError(f"{path!r} does not import as the class being registered")
+    return path
+
+
+def builtin_class(name: str) -> type[BaseConnector] | None:
+    """The built-in connector class registered under ``name``, if any."""
+    path = BUILTIN.get(name)
+    return load(path) if path else None

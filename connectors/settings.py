@@ -1,0 +1,131 @@
+"""Declared connector settings, and the one function that validates a config against them."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from config_core.errors import ConfigError
+
+Check = Callable[[Any], "str | None"]
+"""A validator: returns an error text for a bad value, or None when the value is fine."""
+
+ENV_REF_RE = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
+"""A secret kept out of Redis: ``${env:NAME}`` is resolved from the worker's environment."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting a connector accepts."""
+
+    name: str
+    kind: type | tuple[type, ...] = str
+    required: bool = False
+    secret: bool = False
+    default: Any = None
+    check: Check | None = None
+    doc: str = ""
+
+    def validate(self, where: str, value: Any) -> None:
+        """Raise ``ConfigError`` naming ``where`` when ``value`` does not fit this setting."""
+        if isinstance(value, str) and ENV_REF_RE.match(value):
+            return
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise ConfigError(f"{where}.{self.name} must be {_kind_name(kinds)}, got a bool")
+        if not isinstance(value, kinds):
+            raise ConfigError(
+                f"{where}.{self.name} must be {_kind_name(kinds)}, got {type(value).__name__}"
+            )
+        problem = self.check(value) if self.check else None
+        if problem:
+            raise ConfigError(f"{where}.{self.name} {problem}")
+
+
+def _kind_name(kinds: Iterable[type]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             list: "a list", dict: "a dict"}
+    return " or ".join(names.get(kind, kind.__name__) for kind in kinds)
+
+
+def validate_config(
+    where: str, settings: Iterable[Setting], config: Any, *, partial: bool = False
+) -> dict[str, Any]:
+    """Check ``config`` against ``settings``; return it with defaults filled in.
+
+    ``partial`` allows required settings to be missing (a config being built field by field).
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{where} must be a dict of settings, got {type(config).__name__}")
+    declared = {setting.name: setting for setting in settings}
+    unknown = sorted(set(config) - set(declared))
+    if declared and unknown:
+        raise ConfigError(f"{where} has unknown setting(s) {unknown}; known: {sorted(declared)}")
+    for name, setting in declared.items():
+        if name in config and config[name] is not None:
+            setting.validate(where, config[name])
+        elif setting.required and not partial:
+            raise ConfigError(f"{where}.{name} is required")
+    return with_defaults(settings, config)
+
+
+def with_defaults(settings: Iterable[Setting], config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with every unset declared setting at its default."""
+    merged = {s.name: s.default for s in settings if s.default is not None}
+    merged.update({k: v for k, v in config.items() if v is not None})
+    return merged
+
+
+def missing_required(settings: Iterable[Setting], config: Mapping[str, Any]) -> list[str]:
+    """Names of required settings that ``config`` lacks."""
+    return [s.name for s in settings if s.required and config.get(s.name) in (None, "")]
+
+
+# Validators shared by connectors ------------------------------------------------------------
+
+
+def http_url(value: str) -> str | None:
+    """An https URL, or http to a loopback host (test fakes, local relays)."""
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        return None
+    return "must be an https:// URL (http:// is allowed only for loopback hosts)"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def list_of_str(value: list[Any]) -> str | None:
+    """A list of non-empty strings."""
+    if all(isinstance(item, str) and item for item in value):
+        return None
+    return "must be a list of non-empty strings"
+
+
+def dict_of_urls(value: dict[str, Any]) -> str | None:
+    """A dict whose values are all valid URLs."""
+    for name, url in value.items():
+        if not isinstance(url, str) or (not ENV_REF_RE.match(url) and http_url(url)):
+            return f"[{name!r}] must be an https:// URL"
+    return None
+
+
+def max_length(limit: int) -> Check:
+    """A string of at most ``limit`` characters."""
+
+    def check(value: str) -> str | None:
+        return None if len(value) <= limit else f"must be at most {limit} characters"
+
+    return check

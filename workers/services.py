@@ -1,0 +1,141 @@
+"""What a delivery task does, as plain functions: load, send, record the outcome."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from celery.utils.time import get_exponential_backoff_interval
+
+from config_core.errors import ConfigError
+from config_core.layout import Namespace
+from connectors import registry
+from connectors.base import BaseConnector, call
+from connectors.errors import PermanentError, RetryableError
+from workers import ledger
+from workers.redis_client import client
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_RETRIES = 5
+"""Retries after the first attempt before a delivery is dead (``integrations.batching``)."""
+
+LEASE_S = 60
+"""While one worker sends a delivery, a duplicate copy of its task does nothing."""
+
+BACKOFF_FACTOR_S = 2
+BACKOFF_MAX_S = 600
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the task should do next: nothing, or retry after ``retry_in_s``."""
+
+    status: str
+    retry_in_s: float | None = None
+
+
+@dataclass
+class _Loaded:
+    event: dict[str, Any] | None
+    record: ledger.Record
+    config: dict[str, Any] | None
+    class_path: str | None
+    max_retries: int
+
+
+def deliver(namespace: str, event_id: str, name: str, urgency: str) -> Outcome:
+    """Attempt one delivery of ``event_id`` to connector ``name`` and record the outcome."""
+    ns = Namespace.parse(namespace)
+    loaded = _load(ns, event_id, name, urgency)
+    record = loaded.record
+    if record.status in ledger.FINAL:
+        return Outcome(record.status)
+    lease = f"{ns.prefix}lease:{event_id}:{name}"
+    if not client().set(lease, "1", nx=True, ex=LEASE_S):
+        return Outcome("in_flight")
+    try:
+        return _attempt(ns, event_id, name, loaded)
+    finally:
+        client().delete(lease)
+
+
+def _attempt(ns: Namespace, event_id: str, name: str, loaded: _Loaded) -> Outcome:
+    record = loaded.record
+    record.attempts += 1
+    connector: BaseConnector | None = None
+    try:
+        connector = _build(name, loaded)
+        if not connector.wants(loaded.event or {}):
+            return _finish(ns, event_id, record.mark(ledger.SKIPPED, "filtered by connector"))
+        if call(connector.send_notification, loaded.event) is False:
+            raise RetryableError(f"{name} connector reported the delivery failed")
+    except PermanentError as exc:
+        return _finish(ns, event_id, record.mark(ledger.DEAD, _text(exc, connector)))
+    except ConfigError as exc:
+        return _finish(ns, event_id, record.mark(ledger.DEAD, _text(exc, connector)))
+    except RetryableError as exc:
+        return _retry(ns, event_id, record, loaded.max_retries, _text(exc, connector),
+                      exc.retry_after_s)
+    except Exception as exc:  # noqa: BLE001 - a custom connector may raise anything
+        log.warning("delivery %s to %s raised %s", event_id, name, type(exc).__name__)
+        return _retry(ns, event_id, record, loaded.max_retries, _text(exc, connector), None)
+    return _finish(ns, event_id, record.mark(ledger.DELIVERED))
+
+
+def _load(ns: Namespace, event_id: str, name: str, urgency: str) -> _Loaded:
+    pipe = client().pipeline(transaction=False)
+    pipe.get(ns.event(event_id))
+    pipe.hget(ns.deliveries(event_id), name)
+    pipe.hget(ns.value(f"integrations.{name}"), "value")
+    pipe.hget(ns.connectors, name)
+    pipe.hget(ns.value("integrations.batching"), "value")
+    event, record, config, class_path, batching = pipe.execute()
+    max_retries = (json.loads(batching) or {}).get("max_retries") if batching else None
+    return _Loaded(
+        event=json.loads(event) if event else None,
+        record=ledger.Record.from_json(record) if record else ledger.Record.new(name, urgency),
+        config=json.loads(config) if config else None,
+        class_path=class_path,
+        max_retries=DEFAULT_MAX_RETRIES if max_retries is None else int(max_retries),
+    )
+
+
+def _build(name: str, loaded: _Loaded) -> BaseConnector:
+    if loaded.event is None:
+        raise ConfigError("the event has expired or was never dispatched")
+    if loaded.config is None:
+        raise ConfigError(f"integrations.{name} is not configured any more")
+    path = registry.BUILTIN.get(name) or loaded.class_path
+    if path is None:
+        raise ConfigError(f"no connector class is registered for {name!r}")
+    return registry.load(path).from_stored(name, loaded.config)
+
+
+def _retry(ns: Namespace, event_id: str, record: ledger.Record, max_retries: int, error: str,
+           retry_after_s: float | None) -> Outcome:
+    if record.attempts > max_retries:
+        return _finish(ns, event_id, record.mark(ledger.DEAD, error))
+    wait_s = backoff_s(record.attempts, retry_after_s)
+    return _finish(ns, event_id, record.mark(ledger.RETRYING, error, retry_in_s=wait_s), wait_s)
+
+
+def backoff_s(attempts: int, retry_after_s: float | None) -> float:
+    """Exponential backoff with full jitter, never shorter than the vendor's Retry-After."""
+    jittered = get_exponential_backoff_interval(BACKOFF_FACTOR_S, attempts - 1, BACKOFF_MAX_S,
+                                                full_jitter=True)
+    return max(float(jittered), float(retry_after_s or 0.0))
+
+
+def _finish(ns: Namespace, event_id: str, record: ledger.Record,
+            retry_in_s: float | None = None) -> Outcome:
+    ledger.save(client(), ns, event_id, record)
+    return Outcome(record.status, retry_in_s)
+
+
+def _text(exc: BaseException, connector: BaseConnector | None) -> str:
+    text = str(exc) if isinstance(exc, (PermanentError, RetryableError, ConfigError)) \
+        else f"{type(exc).__name__}: {exc}"
+    return connector.redact(text) if connector is not None else text

@@ -1,0 +1,69 @@
+"""Celery settings for ``workers.app`` (read with ``config_from_object``).
+
+Broker and result backend default to ``CONFIG_REDIS_URL``; ``CELERY_BROKER_URL`` and
+``CELERY_RESULT_BACKEND`` override them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from kombu import Queue
+
+from config_core import settings as core
+
+VISIBILITY_TIMEOUT_S = int(os.environ.get("APGCFG_VISIBILITY_TIMEOUT_S", "90"))
+"""Redis transport visibility timeout: a task unacked this long (its worker died) runs again."""
+
+MAX_COUNTDOWN_S = max(1, VISIBILITY_TIMEOUT_S // 2)
+"""Longest wait held as a Celery countdown; longer waits are parked in Redis (see relay)."""
+
+_redis_url = core.redis_url()
+
+broker_url = os.environ.get("CELERY_BROKER_URL") or _redis_url
+result_backend = os.environ.get("CELERY_RESULT_BACKEND") or _redis_url
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+task_queues = [Queue("high"), Queue("medium"), Queue("low")]
+task_default_queue = "medium"
+task_routes = ("workers.routing.route_by_urgency",)
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+task_ignore_result = True
+worker_prefetch_multiplier = 1
+broker_connection_retry_on_startup = True
+broker_pool_acquire_timeout = 10
+broker_transport_options = {
+    "visibility_timeout": VISIBILITY_TIMEOUT_S,
+    "queue_order_strategy": "priority",
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
+    "max_retries": 3,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 1,
+}
+result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+visibility_timeout = VISIBILITY_TIMEOUT_S
+result_expires = 24 * 3600
+
+worker_send_task_events = os.environ.get("APGCFG_TASK_EVENTS", "1") != "0"
+task_send_sent_event = worker_send_task_events
+worker_hijack_root_logger = False
+
+task_always_eager = core.eager()
+task_eager_propagates = False
+
+beat_schedule = {
+    "release-parked-deliveries": {
+        "task": "workers.release_parked",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
+    },
+}

@@ -1,0 +1,46 @@
+"""Celery tasks: thin wrappers that take ids and call plain functions in ``workers.services``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from connectors import registry
+from workers import parking, services
+from workers.celery_app import app
+from workers.redis_client import client
+from workers.relay import publish
+from workers.settings import MAX_COUNTDOWN_S
+
+
+def _deliver(self: Task, namespace: str, event_id: str, connector: str,
+             urgency: str = "medium") -> str:
+    outcome = services.deliver(namespace, event_id, connector, urgency)
+    wait_s = outcome.retry_in_s
+    if wait_s is None:
+        return outcome.status
+    if wait_s <= MAX_COUNTDOWN_S or app.conf.task_always_eager:
+        raise self.retry(countdown=wait_s)
+    parking.park(client(), self.name, [namespace, event_id, connector], {"urgency": urgency},
+                 wait_s)
+    return "parked"
+
+
+def _register_deliver(kind: str) -> Any:
+    """One delivery task per connector type, so Flower rows and rate limits are per connector."""
+    return app.task(_deliver, name=f"workers.deliver.{kind}", bind=True, max_retries=None,
+                    acks_late=True, reject_on_worker_lost=True)
+
+
+DELIVER_TASKS = {kind: _register_deliver(kind) for kind in [*registry.BUILTIN, "custom"]}
+
+
+@app.task(name="workers.release_parked")
+def release_parked() -> int:
+    """Publish parked deliveries that are due (also done by every relay; beat runs it too)."""
+    due = parking.take_due(client())
+    for item in due:
+        publish(item["task"], item["args"], item["kwargs"])
+        parking.done(client(), item["member"])
+    return len(due)
