@@ -1,4 +1,4 @@
-"""Redis key layout. Every key of a tenant and environment starts with ``apgcfg:{tenant}:{env}:``."""
+"""Redis key layout: every key of a tenant's environment starts with ``apgcfg:{tenant}:{env}:``."""
 
 from __future__ import annotations
 

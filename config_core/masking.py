@@ -40,7 +40,7 @@ def mask_value(value: Any, extra_secret_fields: Iterable[str] = ()) -> Any:
 def _mask(value: Any, extra: frozenset[str]) -> Any:
     if isinstance(value, dict):
         return {
-            name: (_mask_all(item) if (is_secret_name(name) or name in extra) else _mask(item, extra))
+            name: _mask_all(item) if is_secret_name(name) or name in extra else _mask(item, extra)
             for name, item in value.items()
         }
     if isinstance(value, list):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from config_core import integrations, settings
@@ -181,7 +181,8 @@ class ConfigService:
         """Every key starting with ``prefix`` and its value."""
         keys = await self.store.keys_with_prefix(prefix)
         values = await self.store.read_many(keys)
-        return {key: json.loads(value) for key, value in zip(keys, values) if value is not None}
+        pairs = zip(keys, values, strict=True)
+        return {key: json.loads(value) for key, value in pairs if value is not None}
 
     async def history(self, key: str, limit: int = 100) -> list[dict[str, Any]]:
         """Changes of ``key``, newest first (values masked where secret)."""
@@ -251,10 +252,10 @@ class ConfigService:
         """Each configured connector's health: healthy, unhealthy or error (with the error)."""
         names = await self.configured_connectors()
         results = await asyncio.gather(*(self._health(name) for name in names))
-        return dict(zip(names, results))
+        return dict(zip(names, results, strict=True))
 
     async def _health(self, name: str) -> dict[str, Any]:
-        checked_at = datetime.now(timezone.utc).isoformat()
+        checked_at = datetime.now(UTC).isoformat()
         try:
             connector = await self.get_connector(name)
             healthy = bool(await acall(connector.connector.health_check))

@@ -17,7 +17,7 @@ HISTORY_MAX = 1000
 """History entries kept per key (older ones are trimmed)."""
 
 DEFAULT_MAX_BACKLOG = 100_000
-"""Undelivered events allowed in an outbox before writes are refused (``integrations.max_backlog``)."""
+"""Undelivered events an outbox may hold before writes are refused (integrations.max_backlog)."""
 
 EVENT_TTL_S = 7 * 24 * 3600
 """How long dispatched events and their delivery ledger are kept."""

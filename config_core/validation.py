@@ -29,13 +29,14 @@ def check_key(key: object) -> str:
         )
     if not _KEY_RE.fullmatch(key):
         raise ConfigError(
-            f"config key {key!r} is invalid: use dot-separated segments of letters, digits, '_' or '-'"
+            f"config key {key!r} is invalid: use dot-separated segments of letters, digits,"
+            " '_' or '-'"
         )
     return key
 
 
 def encode_value(key: str, value: Any) -> str:
-    """Return the JSON text stored for ``value``; refuse values that would not read back the same."""
+    """The JSON text stored for ``value``; refuses values that would not read back the same."""
     _check_plain_json(key, value)
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))

@@ -10,7 +10,13 @@ from typing import Any, ClassVar
 
 from config_core.masking import MASK, redact, secret_strings
 from connectors.errors import Misconfigured
-from connectors.settings import ENV_REF_RE, Setting, missing_required, validate_config, with_defaults
+from connectors.settings import (
+    ENV_REF_RE,
+    Setting,
+    missing_required,
+    validate_config,
+    with_defaults,
+)
 
 
 class BaseConnector:
@@ -107,7 +113,7 @@ async def _await(awaitable: Any) -> Any:
 
 
 async def acall(method: Any, *args: Any) -> Any:
-    """Call a connector method that may be sync or async, from async code (sync runs in a thread)."""
+    """Call a sync-or-async connector method from async code (sync ones run in a thread)."""
     if inspect.iscoroutinefunction(method):
         return await method(*args)
     result = await asyncio.to_thread(method, *args)

@@ -61,7 +61,7 @@ def _build_session() -> requests.Session:
 
 def send(method: str, url: str, *, secrets: Iterable[str] = (),
          timeout: Any = DEFAULT_TIMEOUT_S, **kwargs: Any) -> requests.Response:
-    """Make one vendor call; a transport failure becomes ``TransportError`` with secrets redacted."""
+    """Make one vendor call; a transport failure becomes ``TransportError``, secrets redacted."""
     try:
         return session().request(method, url, timeout=timeout, **kwargs)
     except requests.RequestException as exc:

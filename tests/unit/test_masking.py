@@ -31,7 +31,8 @@ def test_mask_for_key__nested_secret_fields__masked_others_kept() -> None:
 
 def test_redact__secret_and_its_url_path__replaced() -> None:
     url = "https://discord.com/api/webhooks/123/s3cr3t-token"
-    text = "HTTPSConnectionPool(host='discord.com'): Max retries with url: /api/webhooks/123/s3cr3t-token"
+    text = ("HTTPSConnectionPool(host='discord.com'): Max retries exceeded with url: "
+            "/api/webhooks/123/s3cr3t-token")
     assert "s3cr3t" not in redact(text, {url})
     assert "s3cr3t" not in redact(f"posting to {url} failed", {url})
 

@@ -1,0 +1,1 @@
+"""Compatibility path used by the enterprise connectors guide; the code lives in connectors/."""

@@ -1,0 +1,70 @@
+"""Integration fixtures: a real Redis, real worker subprocesses, loopback vendor fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from config_core import ConfigService
+from tests.conftest import INTEGRATION_DB, redis_url
+from tests.fakes.fixtures import discord_fake, slack_fake  # noqa: F401
+from tests.integration.workerproc import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def integration_redis(redis_server: str) -> str:
+    """The integration database, emptied once per run (queues and outboxes of old runs)."""
+    url = redis_url(INTEGRATION_DB)
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture(scope="session")
+def worker(integration_redis: str, tmp_path_factory: pytest.TempPathFactory,
+           ) -> Iterator[WorkerProcess]:
+    """One real worker for the session (relay + deliveries), on the integration database."""
+    proc = WorkerProcess(integration_redis, tmp_path_factory.mktemp("worker")).wait_ready()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+async def service(integration_redis: str, tenant: str, worker: WorkerProcess,
+                  ) -> AsyncIterator[ConfigService]:
+    """A writer in its own namespace; the session worker delivers its events."""
+    svc = ConfigService(redis_url=integration_redis, environment="production", tenant=tenant)
+    yield svc
+    await svc.close()
+
+
+async def wait_for_deliveries(service: ConfigService, event_id: str,
+                              done: Callable[[list[dict[str, Any]]], bool],
+                              timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Poll the ledger until ``done(records)``; fail with what it holds."""
+    deadline = time.monotonic() + timeout_s
+    records: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        records = await service.get_deliveries(event_id)
+        if records and done(records):
+            return records
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"deliveries of {event_id} not done in {timeout_s}s: {records}")
+
+
+def all_in(*statuses: str) -> Callable[[list[dict[str, Any]]], bool]:
+    """A ``done`` predicate: every record has one of ``statuses``."""
+    return lambda records: all(r["status"] in statuses for r in records)
+
+
+def worker_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "workers"
+    path.mkdir(exist_ok=True)
+    return path
