@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 class RelayStep(bootsteps.StartStopStep):
     """Start the outbox relay with the worker and stop it on shutdown."""
 
-    requires = {"celery.worker.components:Pool"}
+    requires = ("celery.worker.components:Pool",)
 
     def __init__(self, worker: Any, **options: Any) -> None:
         super().__init__(worker, **options)

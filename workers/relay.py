@@ -103,7 +103,7 @@ class Relay:
     def dispatch(self, ns: Namespace, entries: list[Any]) -> None:
         """Publish the deliveries of ``entries``, then acknowledge and delete them."""
         context = _RoutingContext.load(self.client, ns)
-        for entry_id, fields in entries:
+        for _entry_id, fields in entries:
             if "e" in fields:
                 self._dispatch_event(ns, json.loads(fields["e"]), context)
             elif "r" in fields:

@@ -22,8 +22,12 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_RETRIES = 5
 """Retries after the first attempt before a delivery is dead (``integrations.batching``)."""
 
-LEASE_S = 60
-"""While one worker sends a delivery, a duplicate copy of its task does nothing."""
+LEASE_S = 45
+"""While one worker sends a delivery, a duplicate copy of its task waits (longer than the
+task's hard time limit, so a lease never expires under a running attempt)."""
+
+SOFT_TIME_LIMIT_S = 30
+TIME_LIMIT_S = 40
 
 BACKOFF_FACTOR_S = 2
 BACKOFF_MAX_S = 600
@@ -55,7 +59,8 @@ def deliver(namespace: str, event_id: str, name: str, urgency: str) -> Outcome:
         return Outcome(record.status)
     lease = f"{ns.prefix}lease:{event_id}:{name}"
     if not client().set(lease, "1", nx=True, ex=LEASE_S):
-        return Outcome("in_flight")
+        # Another copy is sending (or died sending): look again once its lease runs out.
+        return Outcome("in_flight", retry_in_s=max(1.0, float(client().ttl(lease) or 1)))
     try:
         return _attempt(ns, event_id, name, loaded)
     finally:

@@ -30,7 +30,8 @@ def _deliver(self: Task, namespace: str, event_id: str, connector: str,
 def _register_deliver(kind: str) -> Any:
     """One delivery task per connector type, so Flower rows and rate limits are per connector."""
     return app.task(_deliver, name=f"workers.deliver.{kind}", bind=True, max_retries=None,
-                    acks_late=True, reject_on_worker_lost=True)
+                    acks_late=True, reject_on_worker_lost=True,
+                    soft_time_limit=services.SOFT_TIME_LIMIT_S, time_limit=services.TIME_LIMIT_S)
 
 
 DELIVER_TASKS = {kind: _register_deliver(kind) for kind in [*registry.BUILTIN, "custom"]}
