@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from config_core.routing import matches_any
 from connectors import http
 from connectors.base import BaseConnector
+from connectors.chat import event_time, event_title, readable_time, render_value, truncate
 from connectors.errors import ConnectorError, RateLimited
 from connectors.settings import Setting, dict_of_urls, http_url, list_of_str
 
@@ -29,13 +29,11 @@ MAX_MENTION_IDS = 100
 EMBED_TOTAL_BUDGET = 6000 - 200
 """Discord's 6000-character embed total, less room kept for how Discord counts characters."""
 
-ELLIPSIS = "…"
 ZWSP = "\u200b"
 """Zero-width space, inserted after ``@`` so that text cannot form a mention."""
 
 URGENCY_COLORS = {"high": 0xE74C3C, "medium": 0xF39C12, "low": 0x3498DB}
 DEFAULT_COLOR = 0x95A5A6
-TITLES = {"config.changed": "🔧 Configuration Changed", "config.deleted": "🗑️ Configuration Deleted"}
 FOOTER = "APG Central Configuration"
 
 _PING_RE = re.compile(r"@(?=everyone|here)|<@", re.IGNORECASE)
@@ -53,52 +51,9 @@ def check_username(value: str) -> str | None:
     return None
 
 
-def render_value(value: Any) -> str:
-    """Strings as they are (blank ones quoted), None as ``(none)``, anything else compact JSON."""
-    if value is None:
-        return "(none)"
-    if isinstance(value, str):
-        return value if value.strip() else json.dumps(value)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def defang(text: str) -> str:
     """``text`` with a zero-width space after the ``@`` of ``@everyone``, ``@here`` and ``<@``."""
     return _PING_RE.sub(lambda m: m.group(0) + ZWSP, text)
-
-
-def truncate(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, ending in an ellipsis when cut."""
-    if len(text) <= limit:
-        return text
-    return text[: max(limit - 1, 0)] + ELLIPSIS
-
-
-def readable_time(event: dict[str, Any]) -> str:
-    """The event's time as ``2025-01-01 14:30:00 UTC``."""
-    moment = _event_time(event)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "(unknown)"
-
-
-def _event_time(event: dict[str, Any]) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(str(event.get("timestamp")))
-    except ValueError:
-        epoch = event.get("timestamp_epoch")
-        if isinstance(epoch, (int, float)) and not isinstance(epoch, bool):
-            return datetime.fromtimestamp(epoch, UTC)
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def event_title(event_type: str | None) -> str:
-    """The message title for an event type."""
-    if event_type in TITLES:
-        return TITLES[event_type]
-    words = re.sub(r"[._-]+", " ", event_type or "event").strip()
-    return "🔔 " + words.title()
 
 
 def build_payload(event: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +85,7 @@ def build_embed(event: dict[str, Any]) -> dict[str, Any]:
                    for (name, _), value in zip(rows, values, strict=True)],
         "footer": {"text": footer},
     }
-    moment = _event_time(event)
+    moment = event_time(event)
     if moment:
         embed["timestamp"] = moment.isoformat()
     return embed

@@ -13,7 +13,7 @@ from typing import Any
 from config_core.routing import matches_any
 from connectors import http
 from connectors.base import BaseConnector
-from connectors.discord import ELLIPSIS, event_title, readable_time, render_value, truncate
+from connectors.chat import ELLIPSIS, event_title, readable_time, render_value, truncate
 from connectors.settings import Setting, http_url, list_of_str, max_length
 
 DEFAULT_USERNAME = "APG Config Bot"

@@ -9,9 +9,9 @@ import pytest
 import requests
 
 from config_core.errors import ConfigError
+from connectors.chat import ELLIPSIS
 from connectors.discord import (
     CONTENT_LIMIT,
-    ELLIPSIS,
     DiscordConnector,
     build_payload,
     raise_for,
