@@ -1,0 +1,96 @@
+"""``python -m bench.run``: write throughput and delivery latency, side by side in one run.
+
+Uses a dedicated Redis database (``redis://127.0.0.1:6379/11``, or ``APGCFG_BENCH_REDIS``),
+which it FLUSHDBs at the start and between the two phases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import redis
+
+from bench import report, settings
+from bench.facts import machine_facts
+from bench.latency import LatencyResult, measure_latency
+from bench.writes import Throughput, measure_writes
+from config_core.errors import ApgConfigError
+from config_core.settings import client_url
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--writes", type=_positive_int, metavar="N",
+                        help=f"changes per write method (default {settings.WRITES})")
+    parser.add_argument("--latency-samples", type=_positive_int, metavar="M",
+                        help=f"changes timed end to end (default {settings.LATENCY_SAMPLES})")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: N={settings.QUICK_WRITES}, "
+                             f"M={settings.QUICK_LATENCY_SAMPLES}")
+    parser.add_argument("--json", action="store_true",
+                        help="also print the results as one JSON document")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _flush(url: str) -> None:
+    client = redis.Redis.from_url(client_url(url))
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+async def _measure(url: str, writes: int, samples: int, log_dir: Path,
+                   ) -> tuple[list[Throughput], LatencyResult]:
+    print(f"\n== 1. write throughput: {writes} changes per method, no worker running ==",
+          flush=True)
+    throughput = await measure_writes(url, writes)
+    print(report.writes_text(throughput), flush=True)
+    _flush(url)  # the unconsumed outbox must not reach the worker started next
+    print(f"\n== 2. latency: {samples} changes one at a time through a real worker "
+          f"(-c {settings.WORKER_CONCURRENCY}) to a loopback Discord ==", flush=True)
+    latency = await measure_latency(url, samples, log_dir)
+    print(report.latency_text(latency), flush=True)
+    return throughput, latency
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    writes = args.writes or (settings.QUICK_WRITES if args.quick else settings.WRITES)
+    samples = args.latency_samples or (
+        settings.QUICK_LATENCY_SAMPLES if args.quick else settings.LATENCY_SAMPLES)
+    os.environ.pop("CELERY_TASK_ALWAYS_EAGER", None)  # deliveries must go through the worker
+    url = settings.redis_url()
+    try:
+        _flush(url)
+        facts = machine_facts(url)
+        print("== machine ==\n" + report.facts_text(facts), flush=True)
+        with tempfile.TemporaryDirectory(prefix="apgcfg-bench-") as log_dir:
+            throughput, latency = asyncio.run(_measure(url, writes, samples, Path(log_dir)))
+    except (RuntimeError, redis.RedisError, ApgConfigError) as exc:
+        print(f"\nbench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    load_1m, load_5m, _ = os.getloadavg()
+    print(f"\n  load average at the end: {load_1m:.2f} / {load_5m:.2f} (1 / 5 min); "
+          f"{facts['cpu_count']} CPUs")
+    if args.json:
+        print("\n" + json.dumps(report.summary(facts, throughput, writes, latency), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

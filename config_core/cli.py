@@ -1,0 +1,179 @@
+"""``apgcfg``: run the stack, and read or change configuration from a shell.
+
+Every command but ``run`` is a thin wrapper over one ``ConfigService`` method and prints JSON.
+Refusals (``ConfigError``, ``IntegrationError``, a missing key, an unreachable Redis) print one
+line to stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from config_core import supervisor
+from config_core.errors import ApgConfigError
+from config_core.service import ConfigService
+
+Handler = Callable[[ConfigService, argparse.Namespace], Awaitable[Any]]
+
+_GLOBAL_ENV = {"redis_url": "CONFIG_REDIS_URL", "environment": "CONFIG_ENVIRONMENT",
+               "tenant": "CONFIG_TENANT"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``apgcfg`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    try:
+        result = asyncio.run(_call(args.handler, args))
+    except (ApgConfigError, KeyError, RedisError) as exc:
+        print(f"apgcfg {args.command}: {_message(exc)}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _global_options()
+    parser = argparse.ArgumentParser(prog="apgcfg", parents=[common],
+                                     description="APG Central Configuration")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", parents=[common],
+                              help="run Redis (if needed), a worker, beat and Flower")
+    run.add_argument("--flower-port", type=int, default=5555)
+    run.add_argument("--no-beat", action="store_true", help="do not start celery beat")
+    run.add_argument("--no-flower", action="store_true", help="do not start Flower")
+    run.add_argument("--concurrency", type=_positive_int, default=2,
+                     help="worker pool processes (default 2)")
+    for name, (handler, help_text, arguments) in _COMMANDS.items():
+        sub = commands.add_parser(name, parents=[common], help=help_text)
+        for flags, options in arguments:
+            sub.add_argument(*flags, **options)
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def _global_options() -> argparse.ArgumentParser:
+    """Options accepted before or after the command (SUPPRESS: a later default never wins)."""
+    common = argparse.ArgumentParser(add_help=False)
+    for name, env_var in _GLOBAL_ENV.items():
+        common.add_argument(f"--{name.replace('_', '-')}", dest=name, default=argparse.SUPPRESS,
+                            help=f"default: ${env_var}")
+    return common
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    for name, env_var in _GLOBAL_ENV.items():
+        if getattr(args, name, None):
+            env[env_var] = getattr(args, name)
+    options = supervisor.RunOptions(flower_port=args.flower_port, beat=not args.no_beat,
+                                    flower=not args.no_flower, concurrency=args.concurrency)
+    return supervisor.run(options, env)
+
+
+async def _call(handler: Handler, args: argparse.Namespace) -> Any:
+    service = ConfigService(redis_url=getattr(args, "redis_url", None),
+                            environment=getattr(args, "environment", None),
+                            tenant=getattr(args, "tenant", None))
+    async with service:
+        return await handler(service, args)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"not found: {exc.args[0] if exc.args else ''}"
+    return str(exc) or type(exc).__name__
+
+
+def parse_value(text: str) -> Any:
+    """``text`` as JSON, or the plain string when it is not JSON (``prod-db`` -> "prod-db")."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+# commands ---------------------------------------------------------------------------------------
+
+async def _get(service: ConfigService, args: argparse.Namespace) -> Any:
+    return await service.get_config(args.key)
+
+
+async def _set(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
+    write = service.set_config_local_only if args.local_only else service.set_config
+    result = await write(args.key, parse_value(args.value), changed_by=args.by,
+                         reason=args.reason)
+    return dataclasses.asdict(result)
+
+
+async def _list(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
+    return await service.get_configs(args.prefix)
+
+
+async def _history(service: ConfigService, args: argparse.Namespace) -> list[dict[str, Any]]:
+    return await service.history(args.key)
+
+
+async def _deliveries(service: ConfigService, args: argparse.Namespace) -> list[dict[str, Any]]:
+    return await service.get_deliveries(args.event_id)
+
+
+async def _dead(service: ConfigService, args: argparse.Namespace) -> list[dict[str, Any]]:
+    return await service.dead_deliveries(args.limit)
+
+
+async def _replay(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
+    await service.replay(args.event_id, args.connector)
+    return {"event_id": args.event_id, "connector": args.connector, "replay": "requested"}
+
+
+async def _health(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
+    return await service.check_integration_health()
+
+
+_KEY = (("key",), {"help": "configuration key, e.g. app.database.host"})
+_EVENT = (("event_id",), {"help": "event id (printed by set)"})
+
+_COMMANDS: dict[str, tuple[Handler, str, list[tuple[tuple[str, ...], dict[str, Any]]]]] = {
+    "get": (_get, "print a key's value", [_KEY]),
+    "set": (_set, "set a key and emit its change event", [
+        _KEY,
+        (("value",), {"metavar": "VALUE_JSON", "help": "JSON; anything else is a string"}),
+        (("--by",), {"help": "who makes the change"}),
+        (("--reason",), {"help": "why"}),
+        (("--local-only",), {"action": "store_true", "help": "apply without an event"}),
+    ]),
+    "list": (_list, "print every key (under PREFIX) and its value", [
+        (("prefix",), {"nargs": "?", "default": "", "metavar": "PREFIX"}),
+    ]),
+    "history": (_history, "print a key's changes, newest first", [_KEY]),
+    "deliveries": (_deliveries, "print the delivery ledger of one event", [_EVENT]),
+    "dead": (_dead, "list dead deliveries, newest first", [
+        (("--limit",), {"type": _positive_int, "default": 100}),
+    ]),
+    "replay": (_replay, "deliver an event again", [
+        _EVENT, (("--connector",), {"help": "only this connector"}),
+    ]),
+    "health": (_health, "check every configured connector", []),
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""One contract over every built-in connector: declared settings, masking, error mapping."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors import AuthError, BaseConnector, RateLimited, registry
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.server import ServerBase
+from tests.fakes.slack import FakeSlack
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "connectors.md"
+
+EVENT = {"schema_version": 1, "event_id": "e1", "type": "config.changed", "tenant": "t",
+         "environment": "production", "key": "app.database.host", "old_value": "a",
+         "new_value": "b", "version": 2, "changed_by": "u@x", "reason": None,
+         "timestamp": "2025-01-01T14:30:00.000000Z", "timestamp_epoch": 1735741800.0,
+         "urgency": "medium", "metadata": {}}
+
+FAKES: dict[str, tuple[type[ServerBase], Callable[[Any], dict[str, Any]]]] = {
+    "discord": (FakeDiscord, lambda fake: {"webhook_url": fake.add_webhook()}),
+    "slack": (FakeSlack, lambda fake: {"webhook_url": fake.add_webhook()}),
+}
+"""Every built-in connector, the fake of its vendor, and a minimal config against that fake."""
+
+BUILTINS = sorted(registry.BUILTIN)
+
+
+def test_contract__every_builtin_connector__has_a_fake_here() -> None:
+    assert sorted(FAKES) == BUILTINS
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_settings__declared__named_typed_and_documented(name: str) -> None:
+    # Given the connector class / Then its settings are data, and docs list each one
+    cls = registry.builtin_class(name)
+    assert cls is not None and cls.name == name and cls.settings
+    section = DOCS.read_text().split(f"### {name}\n", 1)[1].split("\n### ", 1)[0]
+    for setting in cls.settings:
+        row = re.search(rf"^\| `{setting.name}` \| (yes|no) \| (yes|no) \|", section, re.M)
+        assert row, f"docs/connectors.md lacks a row for {name}.{setting.name}"
+        assert row.groups() == ("yes" if setting.required else "no",
+                                "yes" if setting.secret else "no")
+    assert any(s.secret for s in cls.settings), "a vendor credential must be declared secret"
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_repr__configured__secrets_masked(name: str) -> None:
+    fake_cls, make_config = FAKES[name]
+    with fake_cls() as fake:
+        connector = _build(name, make_config(fake))
+        for secret in connector.secrets():
+            assert secret not in repr(connector)
+            assert secret.rsplit("/", 1)[-1] not in repr(connector)
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_send__vendor_answers_401__auth_error_without_secret(name: str) -> None:
+    fake_cls, make_config = FAKES[name]
+    with fake_cls() as fake:
+        connector = _build(name, make_config(fake))
+        fake.fail_next(401)
+        with pytest.raises(AuthError) as caught:
+            connector.send_notification(EVENT)
+        assert all(secret not in str(caught.value) for secret in connector.secrets())
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_send__vendor_answers_429__rate_limited_with_vendor_wait(name: str) -> None:
+    fake_cls, make_config = FAKES[name]
+    with fake_cls() as fake:
+        connector = _build(name, make_config(fake))
+        fake.fail_next(429, retry_after_s=7)
+        with pytest.raises(RateLimited) as caught:
+            connector.send_notification(EVENT)
+        assert caught.value.retry_after_s is not None and caught.value.retry_after_s >= 7
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_send__vendor_accepts__message_recorded(name: str) -> None:
+    fake_cls, make_config = FAKES[name]
+    with fake_cls() as fake:
+        _build(name, make_config(fake)).send_notification(EVENT)
+        assert len(fake.messages()) == 1
+
+
+def _build(name: str, config: dict[str, Any]) -> BaseConnector:
+    cls = registry.builtin_class(name)
+    assert cls is not None
+    cls.validate_config(config)
+    return cls.from_stored(name, config)
