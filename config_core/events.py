@@ -42,7 +42,7 @@ class Change:
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     at: datetime = field(default_factory=now)
 
-    def event_head(self) -> str:
+    def event_head(self, masked_value: Any) -> str:
         """The event's JSON without its closing brace; the script appends old_value and version."""
         document = {
             "schema_version": SCHEMA_VERSION,
@@ -51,7 +51,7 @@ class Change:
             "tenant": self.tenant,
             "environment": self.environment,
             "key": self.key,
-            "new_value": self.new_value,
+            "new_value": masked_value,
             "changed_by": self.changed_by,
             "reason": self.reason,
             "timestamp": iso(self.at),

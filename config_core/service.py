@@ -16,7 +16,7 @@ from config_core.masking import mask_for_key
 from config_core.store import Conflict, Missing, Store, Write
 from config_core.validation import check_key, encode_value
 from connectors import registry
-from connectors.base import AsyncConnector, BaseConnector, acall
+from connectors.base import AsyncConnector, BaseConnector
 
 _MISSING: Any = object()
 _CAS_ATTEMPTS = 20
@@ -78,7 +78,7 @@ class ConfigService:
     async def _set(self, key: str, value: Any, changed_by: str | None, reason: str | None,
                    metadata: dict[str, Any] | None, *, emit: bool) -> SetResult:
         check_key(key)
-        encode_value(key, value)
+        value_json = encode_value(key, value)
         split = integrations.split(key)
         change = self._change(CHANGED, key, value, changed_by, reason, metadata)
         if split and split[1]:
@@ -86,10 +86,11 @@ class ConfigService:
         else:
             secret_fields: frozenset[str] = frozenset()
             if split:
-                value, secret_fields = await self._validate_integration(split[0], value)
+                secret_fields = await self._validate_integration(split[0], value)
             masked = mask_for_key(key, value, secret_fields)
+            masked_json = value_json if masked is value else _dumps(masked)
             version = await self.store.write(Write(
-                "set", key, encode_value(key, value), _dumps(masked), change, masked, emit))
+                "set", key, value_json, masked_json, change, masked, emit))
         if emit:
             await self._dispatch_inline()
         return SetResult("applied", key, version, change.event_id if emit else None)
@@ -103,7 +104,7 @@ class ConfigService:
             if not isinstance(current, dict):
                 raise ConfigError(f"{storage_key} holds a {type(current).__name__}, not a dict")
             updated = integrations.set_path(current, path, change.new_value)
-            updated, secret_fields = await self._validate_integration(name, updated, partial=True)
+            secret_fields = await self._validate_integration(name, updated, partial=True)
             field_masked = mask_for_key(storage_key, updated, secret_fields)
             old_masked = _field_or_none(mask_for_key(storage_key, current, secret_fields), path)
             event_value = integrations.get_path(field_masked, path)
@@ -117,22 +118,23 @@ class ConfigService:
         raise ConfigError(f"{change.key!r} is being changed too often to update; try again")
 
     async def _validate_integration(self, name: str, value: Any, *, partial: bool = False,
-                                    ) -> tuple[Any, frozenset[str]]:
-        """Check an ``integrations.<name>`` value; return it and its secret field names."""
+                                    ) -> frozenset[str]:
+        """Check an ``integrations.<name>`` value (as given; defaults apply when read)
+        and return the names of its secret settings."""
         if name in integrations.SYSTEM_SECTIONS:
             integrations.SYSTEM_SECTIONS[name](value)
-            return value, frozenset()
+            return frozenset()
         cls = await self._connector_class(name)
         if cls is None:
             known = sorted({*registry.BUILTIN, *integrations.SYSTEM_SECTIONS,
                             *(await self.store.registered())})
             raise ConfigError(f"integrations.{name} is not a known connector or section; "
                               f"known: {known} (register custom connectors first)")
-        checked = cls.validate_config(value, partial=partial) if cls.settings else value
-        if not isinstance(checked, dict):
+        if cls.settings:
+            cls.validate_config(value, partial=partial)
+        elif not isinstance(value, dict):
             raise ConfigError(f"integrations.{name} must be a dict of settings")
-        # Store what the user gave (defaults are applied when read), validated.
-        return value, cls.secret_fields()
+        return cls.secret_fields()
 
     async def _connector_class(self, name: str) -> type[BaseConnector] | None:
         builtin = registry.builtin_class(name)
@@ -256,12 +258,15 @@ class ConfigService:
 
     async def _health(self, name: str) -> dict[str, Any]:
         checked_at = datetime.now(UTC).isoformat()
+        connector: AsyncConnector | None = None
         try:
             connector = await self.get_connector(name)
-            healthy = bool(await acall(connector.connector.health_check))
+            healthy = await connector.health_check()
         except Exception as exc:  # noqa: BLE001 - reported, not raised: one bad connector
-            return {"status": "error", "error": f"{type(exc).__name__}: {exc}",
-                    "last_check": checked_at}
+            text = f"{type(exc).__name__}: {exc}"
+            if connector is not None:
+                text = connector.connector.redact(text)
+            return {"status": "error", "error": text, "last_check": checked_at}
         return {"status": "healthy" if healthy else "unhealthy", "last_check": checked_at}
 
     async def close(self) -> None:

@@ -46,19 +46,19 @@ class Store:
     def __init__(self, url: str, namespace: Namespace) -> None:
         self.url = url
         self.ns = namespace
-        self.redis = aioredis.from_url(settings.client_url(url), decode_responses=True)
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot express.
+        self.redis: Any = aioredis.from_url(settings.client_url(url), decode_responses=True)
         self._write = self.redis.register_script(WRITE_SCRIPT)
 
     async def write(self, w: Write) -> int:
         """Apply one change atomically; return the new version."""
         change = w.change
-        change_for_event = Change(**{**change.__dict__, "new_value": w.masked_event_value})
         keys = [self.ns.value(w.storage_key), self.ns.index, self.ns.history(w.storage_key),
                 self.ns.outbox, NAMESPACES_KEY, self.ns.value("integrations.max_backlog"),
                 self.ns.connectors]
         args = [w.op, w.storage_key, w.value_json, w.masked_json,
                 "" if w.expected_version is None else w.expected_version,
-                change_for_event.event_head() if w.emit else "",
+                change.event_head(w.masked_event_value) if w.emit else "",
                 change.history_head(masked_value=json.loads(w.masked_json), local_only=not w.emit),
                 settings.HISTORY_MAX, settings.DEFAULT_MAX_BACKLOG, self.ns.name,
                 w.old_masked_json, *(w.registry or ("", ""))]
@@ -118,7 +118,8 @@ class Store:
 
     async def dead(self, limit: int) -> list[tuple[str, str]]:
         members = await self.redis.zrevrange(self.ns.dead, 0, limit - 1)
-        return [tuple(member.rsplit(":", 1)) for member in members]  # type: ignore[misc]
+        pairs = (member.rsplit(":", 1) for member in members)
+        return [(event_id, connector) for event_id, connector in pairs]
 
     async def registered_class(self, name: str) -> str | None:
         return await self.redis.hget(self.ns.connectors, name)

@@ -36,7 +36,7 @@ def park(client: redis.Redis, task_name: str, args: list[Any], kwargs: dict[str,
 def take_due(client: redis.Redis, limit: int = 100) -> list[dict[str, Any]]:
     """Claim the parked tasks that are due (leased, so one relay publishes each)."""
     members = client.eval(_TAKE_DUE, 1, PARKED_KEY, time.time(), CLAIM_LEASE_S, limit)
-    return [dict(json.loads(member), member=member) for member in members]  # type: ignore[union-attr]
+    return [dict(json.loads(member), member=member) for member in members]
 
 
 def done(client: redis.Redis, member: str) -> None:

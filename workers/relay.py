@@ -76,7 +76,7 @@ class Relay:
         if not namespaces:
             time.sleep((block_ms or 0) / 1000)
             return 0
-        streams = {ns.outbox: ">" for ns in namespaces}
+        streams: dict[Any, Any] = {ns.outbox: ">" for ns in namespaces}
         replies: Any = self.client.xreadgroup(DISPATCH_GROUP, self.consumer, streams,
                                               count=BATCH, block=block_ms)
         by_stream = {ns.outbox: ns for ns in namespaces}
