@@ -18,6 +18,12 @@ from tests.integration.workerproc import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
+RECOVERY_DB = 12
+"""A database no session worker reads: tests there start and kill workers of their own."""
+
+FAST_RECOVERY = {"APGCFG_VISIBILITY_TIMEOUT_S": "10", "APGCFG_RELAY_CLAIM_IDLE_MS": "2000"}
+"""Worker settings that make recovery take seconds instead of minutes."""
+
 
 @pytest.fixture(scope="session")
 def integration_redis(redis_server: str) -> str:
@@ -41,6 +47,16 @@ async def service(integration_redis: str, tenant: str, worker: WorkerProcess,
                   ) -> AsyncIterator[ConfigService]:
     """A writer in its own namespace; the session worker delivers its events."""
     svc = ConfigService(redis_url=integration_redis, environment="production", tenant=tenant)
+    yield svc
+    await svc.close()
+
+
+@pytest.fixture
+async def lonely_service(redis_server: str, tenant: str) -> AsyncIterator[ConfigService]:
+    """A writer on a database no other worker reads; emptied first."""
+    url = redis_url(RECOVERY_DB)
+    redis.Redis.from_url(url).flushdb()
+    svc = ConfigService(redis_url=url, environment="production", tenant=tenant)
     yield svc
     await svc.close()
 

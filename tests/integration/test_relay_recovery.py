@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,22 +16,11 @@ from config_core import ConfigService
 from config_core.layout import DISPATCH_GROUP
 from tests.conftest import redis_url
 from tests.fakes.discord import FakeDiscord
+from tests.integration.conftest import FAST_RECOVERY, RECOVERY_DB
 from tests.integration.workerproc import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-RECOVERY_DB = 12
-FAST_RECOVERY = {"APGCFG_VISIBILITY_TIMEOUT_S": "10", "APGCFG_RELAY_CLAIM_IDLE_MS": "2000"}
-
-
-@pytest.fixture
-async def lonely_service(redis_server: str, tenant: str) -> AsyncIterator[ConfigService]:
-    """A writer on a database no other worker reads; emptied first."""
-    url = redis_url(RECOVERY_DB)
-    redis.Redis.from_url(url).flushdb()
-    svc = ConfigService(redis_url=url, environment="production", tenant=tenant)
-    yield svc
-    await svc.close()
 
 
 async def delivered_count(service: ConfigService, event_ids: list[str]) -> int:
