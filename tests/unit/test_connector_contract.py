@@ -13,14 +13,11 @@ from connectors import AuthError, BaseConnector, RateLimited, registry
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.server import ServerBase
 from tests.fakes.slack import FakeSlack
+from tests.unit.samples import make_event
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "connectors.md"
 
-EVENT = {"schema_version": 1, "event_id": "e1", "type": "config.changed", "tenant": "t",
-         "environment": "production", "key": "app.database.host", "old_value": "a",
-         "new_value": "b", "version": 2, "changed_by": "u@x", "reason": None,
-         "timestamp": "2025-01-01T14:30:00.000000Z", "timestamp_epoch": 1735741800.0,
-         "urgency": "medium", "metadata": {}}
+EVENT = make_event()
 
 FAKES: dict[str, tuple[type[ServerBase], Callable[[Any], dict[str, Any]]]] = {
     "discord": (FakeDiscord, lambda fake: {"webhook_url": fake.add_webhook()}),

@@ -19,24 +19,11 @@ from connectors.discord import (
     with_wait,
 )
 from connectors.errors import RateLimited, Rejected
+from tests.unit.samples import GUIDE_FIELDS, make_event
 
 WEBHOOK = "https://discord.com/api/webhooks/123456789/main-secret-token"
 DB_WEBHOOK = "https://discord.com/api/webhooks/222/db-secret-token"
 SEC_WEBHOOK = "https://discord.com/api/webhooks/333/sec-secret-token"
-GUIDE_FIELDS = ["Key", "Old Value", "New Value", "Changed By", "Environment", "Time"]
-
-
-def make_event(**overrides: Any) -> dict[str, Any]:
-    event = {
-        "schema_version": 1, "event_id": "0" * 32, "type": "config.changed",
-        "tenant": "company", "environment": "production", "key": "app.database.host",
-        "old_value": "localhost", "new_value": "prod-db.internal", "version": 3,
-        "changed_by": "admin@company.com", "reason": None,
-        "timestamp": "2025-01-01T14:30:00.123456Z", "timestamp_epoch": 1735741800.123,
-        "urgency": "medium", "metadata": {},
-    }
-    event.update(overrides)
-    return event
 
 
 def make_config(**overrides: Any) -> dict[str, Any]:

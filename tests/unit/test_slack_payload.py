@@ -10,22 +10,9 @@ import pytest
 
 from config_core.errors import ConfigError
 from connectors.slack import SlackConnector, build_payload
+from tests.unit.samples import make_event
 
 WEBHOOK = "https://hooks.slack.com/services/T000/B000/slack-secret-token"
-GUIDE_LABELS = ["Key", "Old Value", "New Value", "Changed By", "Environment", "Time"]
-
-
-def make_event(**overrides: Any) -> dict[str, Any]:
-    event = {
-        "schema_version": 1, "event_id": "0" * 32, "type": "config.changed",
-        "tenant": "company", "environment": "production", "key": "app.database.host",
-        "old_value": "localhost", "new_value": "prod-db.internal", "version": 3,
-        "changed_by": "admin@company.com", "reason": None,
-        "timestamp": "2025-01-01T14:30:00.123456Z", "timestamp_epoch": 1735741800.123,
-        "urgency": "medium", "metadata": {},
-    }
-    event.update(overrides)
-    return event
 
 
 def make_config(**overrides: Any) -> dict[str, Any]:
