@@ -16,8 +16,8 @@ from typing import Any
 
 from bench import settings
 from bench.probe import SignallingDiscord
-from bench.worker import WorkerProcess
 from config_core.service import ConfigService
+from tests.integration.workerproc import WorkerProcess
 
 LEDGER_POLL_S = 0.002
 """How often the ledger is read after the webhook call arrived."""
@@ -112,7 +112,7 @@ async def _run_samples(probe: _Probe, count: int) -> LatencyResult:
 async def measure_latency(url: str, samples: int, log_dir: Path) -> LatencyResult:
     """Start a worker and the fake, configure routing, then time ``samples`` changes."""
     fake = SignallingDiscord()
-    worker = WorkerProcess(url, log_dir)
+    worker = WorkerProcess(url, log_dir, concurrency=settings.WORKER_CONCURRENCY, prefix="bench")
     try:
         fake.start()
         await asyncio.to_thread(worker.wait_ready)

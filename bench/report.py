@@ -105,6 +105,11 @@ def latency_text(result: LatencyResult) -> str:
     return table + tail
 
 
+def _num(value: float) -> float | None:
+    """``value`` rounded for JSON; None for NaN (no samples), which JSON cannot carry."""
+    return None if math.isnan(value) else round(value, 3)
+
+
 def summary(facts: dict[str, Any], writes: list[Throughput], writes_n: int,
             latency: LatencyResult | None) -> dict[str, Any]:
     """Everything measured, as JSON-ready data."""
@@ -113,15 +118,17 @@ def summary(facts: dict[str, Any], writes: list[Throughput], writes_n: int,
         "facts": facts,
         "writes_requested": writes_n,
         "writes": [{"method": r.name, "changes": r.done, "seconds": round(r.seconds, 4),
-                    "changes_per_s": round(r.rate, 1), "stopped_early": r.stopped_early}
+                    "changes_per_s": round(r.rate, 1), "stopped_early": r.stopped_early,
+                    "notes": r.notes}
                    for r in writes],
-        "ratios": {name: round(value, 3) for name, value in ratio.items()},
+        "ratios": {name: _num(value) for name, value in ratio.items()},
         "goal_write_ratio_met": ratio["set_config/apply_async"] >= settings.GOAL_WRITE_RATIO,
     }
     if latency is not None:
         stats = latency_stats(latency)
-        data["latency_ms"] = {stage: {k: round(v, 2) for k, v in row.items()}
+        data["latency_ms"] = {stage: {k: _num(v) for k, v in row.items()}
                               for stage, row in stats.items()}
+        data["latency_stopped_early"] = latency.stopped_early
         data["latency_samples"] = len(latency.samples)
         data["latency_lost"] = latency.lost
         data["goal_p99_met"] = stats["received"]["p99"] < settings.GOAL_P99_MS \

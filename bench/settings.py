@@ -19,7 +19,7 @@ QUICK_WRITES, QUICK_LATENCY_SAMPLES = 500, 50
 WARMUP_WRITES = 50
 """Untimed operations per write method first (connections, script load, queue declare)."""
 
-ROUNDS = 3
+ROUNDS = 10
 """The write methods run interleaved in this many rounds, so machine-load drift hits each alike."""
 
 GATHER_CHUNK = 50
@@ -40,8 +40,6 @@ SAMPLE_TIMEOUT_S = 10.0
 LATENCY_BUDGET_S = 180.0
 """Longest the whole latency phase may take (samples after it are not taken)."""
 
-WORKER_READY_TIMEOUT_S = 45.0
-"""How long the worker subprocess may take to log ' ready.' and 'outbox relay started'."""
 
 WORKER_CONCURRENCY = 2
 """Prefork pool size of the benchmark worker (``-c``)."""

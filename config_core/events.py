@@ -23,8 +23,8 @@ def now() -> datetime:
 
 
 def iso(moment: datetime) -> str:
-    """ISO 8601 with microseconds and a trailing Z."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO 8601 in UTC with microseconds and a trailing Z."""
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -42,8 +42,12 @@ class Change:
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     at: datetime = field(default_factory=now)
 
-    def event_head(self, masked_value: Any) -> str:
-        """The event's JSON without its closing brace; the script appends old_value and version."""
+    def event_head(self, masked_value_json: str) -> str:
+        """The event's JSON without its closing brace; the script appends old_value and version.
+
+        ``masked_value_json`` is the new value, masked and already encoded: it is spliced in,
+        not encoded again.
+        """
         document = {
             "schema_version": SCHEMA_VERSION,
             "event_id": self.event_id,
@@ -51,7 +55,6 @@ class Change:
             "tenant": self.tenant,
             "environment": self.environment,
             "key": self.key,
-            "new_value": masked_value,
             "changed_by": self.changed_by,
             "reason": self.reason,
             "timestamp": iso(self.at),
@@ -59,21 +62,20 @@ class Change:
             "urgency": None,
             "metadata": self.metadata,
         }
-        return _head(document)
+        return f'{_head(document)},"new_value":{masked_value_json}'
 
-    def history_head(self, *, masked_value: Any, local_only: bool) -> str:
+    def history_head(self, *, masked_value_json: str, local_only: bool) -> str:
         """The history entry's JSON without its closing brace; the script appends the version."""
         entry = {
             "op": "delete" if self.type == DELETED else "set",
             "key": self.key,
-            "value": masked_value,
             "changed_by": self.changed_by,
             "reason": self.reason,
             "timestamp": iso(self.at),
             "event_id": None if local_only else self.event_id,
             "local_only": local_only,
         }
-        return _head(entry)
+        return f'{_head(entry)},"value":{masked_value_json}'
 
 
 def _head(document: dict[str, Any]) -> str:

@@ -69,7 +69,7 @@ class ConfigService:
         masked_json = "null"
         try:
             version = await self.store.write(Write("delete", key, "null", masked_json, change,
-                                                   None, emit=True))
+                                                   "null", emit=True))
         except Missing:
             raise KeyError(key) from None
         await self._dispatch_inline()
@@ -90,7 +90,7 @@ class ConfigService:
             masked = mask_for_key(key, value, secret_fields)
             masked_json = value_json if masked is value else _dumps(masked)
             version = await self.store.write(Write(
-                "set", key, value_json, masked_json, change, masked, emit))
+                "set", key, value_json, masked_json, change, masked_json, emit))
         if emit:
             await self._dispatch_inline()
         return SetResult("applied", key, version, change.event_id if emit else None)
@@ -111,7 +111,7 @@ class ConfigService:
             try:
                 return await self.store.write(Write(
                     "set", storage_key, encode_value(storage_key, updated), _dumps(field_masked),
-                    change, event_value, emit, expected_version=version,
+                    change, _dumps(event_value), emit, expected_version=version,
                     old_masked_json=_dumps(old_masked)))
             except Conflict:
                 continue
@@ -209,8 +209,9 @@ class ConfigService:
         type(connector).validate_config(config) if connector.settings else None
         masked = mask_for_key(key, config, type(connector).secret_fields())
         change = self._change(CHANGED, key, config, changed_by, "connector registered", None)
+        masked_json = _dumps(masked)
         version = await self.store.write(Write("set", key, encode_value(key, config),
-                                               _dumps(masked), change, masked, True,
+                                               masked_json, change, masked_json, True,
                                                registry=(name, path)))
         await self._dispatch_inline()
         return SetResult("applied", key, version, change.event_id)

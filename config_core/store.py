@@ -25,7 +25,7 @@ class Write:
     value_json: str
     masked_json: str
     change: Change
-    masked_event_value: Any
+    masked_event_json: str
     emit: bool
     expected_version: int | None = None
     old_masked_json: str = ""
@@ -58,8 +58,8 @@ class Store:
                 self.ns.connectors]
         args = [w.op, w.storage_key, w.value_json, w.masked_json,
                 "" if w.expected_version is None else w.expected_version,
-                change.event_head(w.masked_event_value) if w.emit else "",
-                change.history_head(masked_value=json.loads(w.masked_json), local_only=not w.emit),
+                change.event_head(w.masked_event_json) if w.emit else "",
+                change.history_head(masked_value_json=w.masked_json, local_only=not w.emit),
                 settings.HISTORY_MAX, settings.DEFAULT_MAX_BACKLOG, self.ns.name,
                 w.old_masked_json, *(w.registry or ("", ""))]
         try:

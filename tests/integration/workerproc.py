@@ -1,4 +1,4 @@
-"""Real ``celery -A workers worker`` processes for integration tests."""
+"""Real ``celery -A workers worker`` processes, for integration tests and the benchmark."""
 
 from __future__ import annotations
 
@@ -14,12 +14,16 @@ ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 45.0
 
 
+class WorkerFailed(AssertionError, RuntimeError):
+    """The worker exited or never became ready; the message holds its log."""
+
+
 class WorkerProcess:
     """One worker subprocess consuming high,medium,low, with its log in a file."""
 
     def __init__(self, redis_url: str, log_dir: Path, *, concurrency: int = 2,
-                 extra_env: dict[str, str] | None = None) -> None:
-        self.name = f"itest-{uuid.uuid4().hex[:8]}@%h"
+                 extra_env: dict[str, str] | None = None, prefix: str = "itest") -> None:
+        self.name = f"{prefix}-{uuid.uuid4().hex[:8]}@%h"
         self.log_path = log_dir / f"{self.name.split('@')[0]}.log"
         env = {**os.environ, "CONFIG_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT),
                "APGCFG_RELAY_CLAIM_IDLE_MS": "3000", **(extra_env or {})}
@@ -39,9 +43,9 @@ class WorkerProcess:
             if " ready." in text and "outbox relay started" in text:
                 return self
             if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{text}")
+                raise WorkerFailed(f"worker exited with {self.proc.returncode}:\n{text}")
             time.sleep(0.1)
-        raise AssertionError(f"worker not ready after {READY_TIMEOUT_S}s:\n{self.log()}")
+        raise WorkerFailed(f"worker not ready after {READY_TIMEOUT_S}s:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
