@@ -53,17 +53,15 @@ class Store:
     async def write(self, w: Write) -> int:
         """Apply one change atomically; return the new version."""
         change = w.change
-        keys = [self.ns.value(w.storage_key), self.ns.index, self.ns.history(w.storage_key),
-                self.ns.outbox, NAMESPACES_KEY, self.ns.value("integrations.max_backlog"),
-                self.ns.connectors]
-        args = [w.op, w.storage_key, w.value_json, w.masked_json,
-                "" if w.expected_version is None else w.expected_version,
+        args: list[str | int] = [self.ns.prefix, w.op, w.storage_key, w.value_json,
+                "" if w.masked_json == w.value_json else w.masked_json,
                 change.event_head(w.masked_event_json) if w.emit else "",
-                change.history_head(masked_value_json=w.masked_json, local_only=not w.emit),
-                settings.HISTORY_MAX, settings.DEFAULT_MAX_BACKLOG, self.ns.name,
-                w.old_masked_json, *(w.registry or ("", ""))]
+                change.history_head(masked_value_json=w.masked_json, local_only=not w.emit)]
+        if w.expected_version is not None or w.old_masked_json or w.registry:
+            args += ["" if w.expected_version is None else w.expected_version,
+                     w.old_masked_json, *(w.registry or ("", ""))]
         try:
-            reply = await self._write(keys=keys, args=args)
+            reply = await self._write(keys=[], args=args)
         except RedisError as exc:
             raise IntegrationError(
                 f"change to {change.key!r} was not applied: Redis refused the write ({exc})"

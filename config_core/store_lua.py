@@ -1,56 +1,75 @@
 """The one Lua script that applies a change: value, version, history and outbox event at once.
 
 Redis runs a script without interleaving other commands, so two writers never get the same
-version. The outbox XADD runs first: if it fails, nothing else has been written.
+version. Every check that can refuse the change runs before the first write, and the first
+write is the outbox XADD: if it fails, nothing else has been written.
+
+The script derives its keys from the namespace prefix instead of taking them as KEYS: each
+argument costs the async client measurable time (``python -m bench.diagnose``), and the seven
+keys all follow from the prefix and the storage key. This needs a standalone Redis (not
+Cluster), as kombu's Redis transport does anyway.
 """
 
-WRITE_SCRIPT = """
--- KEYS: 1 value hash, 2 index zset, 3 history list, 4 outbox stream, 5 namespaces set,
---       6 max_backlog value hash, 7 connector registry hash
--- ARGV: 1 op (set|delete), 2 key, 3 value json, 4 masked json, 5 expected version or '',
---       6 event head ('' = no event), 7 history head, 8 history max, 9 default max backlog,
---       10 namespace name, 11 old masked json override ('' = stored), 12 registry field,
---       13 registry class path ('' = none)
-local op = ARGV[1]
-local current = redis.call('HMGET', KEYS[1], 'version', 'masked')
+from string import Template
+
+from config_core.layout import NAMESPACES_KEY, ROOT
+from config_core.settings import DEFAULT_MAX_BACKLOG, HISTORY_MAX
+
+WRITE_SCRIPT = Template("""
+-- ARGV: 1 namespace prefix 'apgcfg:{tenant}:{env}:', 2 op (set|delete), 3 storage key,
+--       4 value json, 5 masked json ('' = same as the value), 6 event head ('' = no event),
+--       7 history head; optional: 8 expected version, 9 old masked json override,
+--       10 registry field, 11 registry class path
+local prefix, op, key = ARGV[1], ARGV[2], ARGV[3]
+local value_key = prefix .. 'cfg:' .. key
+local outbox = prefix .. 'outbox'
+local masked = ARGV[5]
+if masked == '' then masked = ARGV[4] end
+local current = redis.call('HMGET', value_key, 'version', 'masked')
 local version = tonumber(current[1]) or 0
-if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= version then
+if ARGV[8] and ARGV[8] ~= '' and tonumber(ARGV[8]) ~= version then
   return {'conflict', version}
 end
 if op == 'delete' and not current[2] then
   return {'missing', version}
 end
-local old = ARGV[11]
-if old == '' then old = current[2] or 'null' end
+local old = ARGV[9]
+if not old or old == '' then old = current[2] or 'null' end
 local new_version = version + 1
 if ARGV[6] ~= '' then
-  local kind = redis.call('TYPE', KEYS[4])['ok']
+  local kind = redis.call('TYPE', outbox)['ok']
   if kind ~= 'stream' and kind ~= 'none' then
     return {'outbox', kind}
   end
-  local limit = tonumber(ARGV[9])
-  local configured = redis.call('HGET', KEYS[6], 'value')
+  local limit = $default_max_backlog
+  local configured = redis.call('HGET', prefix .. 'cfg:integrations.max_backlog', 'value')
   if configured and tonumber(configured) then limit = tonumber(configured) end
-  local backlog = redis.call('XLEN', KEYS[4])
+  local backlog = redis.call('XLEN', outbox)
   if backlog >= limit then
     return {'backlog', backlog, limit}
   end
   local event = ARGV[6] .. ',"old_value":' .. old .. ',"version":' .. new_version .. '}'
-  redis.call('XADD', KEYS[4], '*', 'e', event)
-  redis.call('SADD', KEYS[5], ARGV[10])
+  redis.call('XADD', outbox, '*', 'e', event)
+  redis.call('SADD', '$namespaces', string.sub(prefix, $root_len, -2))
 end
 if op == 'delete' then
-  redis.call('HDEL', KEYS[1], 'value', 'masked')
-  redis.call('HSET', KEYS[1], 'version', new_version)
-  redis.call('ZREM', KEYS[2], ARGV[2])
+  redis.call('HDEL', value_key, 'value', 'masked')
+  redis.call('HSET', value_key, 'version', new_version)
+  redis.call('ZREM', prefix .. 'index', key)
 else
-  redis.call('HSET', KEYS[1], 'value', ARGV[3], 'masked', ARGV[4], 'version', new_version)
-  redis.call('ZADD', KEYS[2], 0, ARGV[2])
+  redis.call('HSET', value_key, 'value', ARGV[4], 'masked', masked, 'version', new_version)
+  redis.call('ZADD', prefix .. 'index', 0, key)
 end
-redis.call('LPUSH', KEYS[3], ARGV[7] .. ',"version":' .. new_version .. '}')
-redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[8]) - 1)
-if ARGV[13] ~= '' then
-  redis.call('HSET', KEYS[7], ARGV[12], ARGV[13])
+local history = prefix .. 'history:' .. key
+redis.call('LPUSH', history, ARGV[7] .. ',"version":' .. new_version .. '}')
+redis.call('LTRIM', history, 0, $history_max - 1)
+if ARGV[11] and ARGV[11] ~= '' then
+  redis.call('HSET', prefix .. 'connectors', ARGV[10], ARGV[11])
 end
 return {'ok', new_version}
-"""
+""").substitute(
+    default_max_backlog=DEFAULT_MAX_BACKLOG,
+    history_max=HISTORY_MAX,
+    namespaces=NAMESPACES_KEY,
+    root_len=len(ROOT) + 2,
+)
