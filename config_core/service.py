@@ -63,8 +63,10 @@ class ConfigService:
                             reason: str | None = None) -> SetResult:
         """Remove ``key`` and emit ``config.deleted``; ``KeyError`` if it has no value."""
         check_key(key)
-        if integrations.split(key) and len(integrations.split(key)[1]) > 0:  # type: ignore[index]
-            raise ConfigError(f"delete {key!r} by setting its parent integration without it")
+        split = integrations.split(key)
+        if split and split[1]:
+            raise ConfigError(f"cannot delete {key!r} on its own: set integrations.{split[0]} "
+                              "without that field")
         change = self._change(DELETED, key, None, changed_by, reason, None)
         masked_json = "null"
         try:

@@ -120,6 +120,8 @@ class Relay:
         urgencies = [u for u in ("high", "medium", "low") if u in routes.values()]
         event["urgency"] = urgencies[0] if urgencies else None
         event_id = event["event_id"]
+        if not routes:
+            return
         pipe = self.client.pipeline(transaction=True)
         pipe.set(ns.event(event_id), json.dumps(event), ex=settings.EVENT_TTL_S)
         for name, urgency in routes.items():

@@ -1,0 +1,62 @@
+"""The apgcfg commands, run in-process against the unit-test Redis in eager mode."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from config_core.cli import main, parse_value
+from tests.conftest import UNIT_DB, redis_url
+from tests.fakes.discord import FakeDiscord
+
+
+@pytest.fixture
+def cli(eager: None, tenant: str, redis_server: str):
+    """Run ``apgcfg ARGS`` in a namespace of its own; return (exit code, parsed stdout)."""
+    def run(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, object, str]:
+        code = main([*args, "--redis-url", redis_url(UNIT_DB), "--tenant", tenant,
+                     "--environment", "production"])
+        out, err = capsys.readouterr()
+        return code, json.loads(out) if out.strip() else None, err
+    return run
+
+
+def test_parse_value__json_or_plain_string() -> None:
+    assert parse_value('{"a": [1]}') == {"a": [1]}
+    assert parse_value("5433") == 5433
+    assert parse_value("prod-db.internal") == "prod-db.internal"
+
+
+def test_set_get_list_history__round_trip(cli, capsys: pytest.CaptureFixture[str]) -> None:
+    code, result, _ = cli("set", "app.database.host", "prod-db", "--by", "ops", "--reason", "mig",
+                          capsys=capsys)
+    assert code == 0 and result["status"] == "applied" and result["version"] == 1
+    assert cli("get", "app.database.host", capsys=capsys)[1] == "prod-db"
+    assert cli("list", "app.", capsys=capsys)[1] == {"app.database.host": "prod-db"}
+    history = cli("history", "app.database.host", capsys=capsys)[1]
+    assert [(h["version"], h["changed_by"], h["reason"]) for h in history] == [(1, "ops", "mig")]
+
+
+def test_refusals__one_line_on_stderr_exit_1(cli, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli("set", "bad key", "1", capsys=capsys)
+    assert (code, out) == (1, None) and "config key 'bad key' is invalid" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    code, _, err = cli("get", "app.missing", capsys=capsys)
+    assert code == 1 and "not found: app.missing" in err
+
+
+def test_deliveries_dead_replay__through_the_ledger(
+        cli, capsys: pytest.CaptureFixture[str], discord_fake: FakeDiscord) -> None:
+    # Given Discord configured with a webhook that is then deleted
+    url = discord_fake.add_webhook()
+    assert cli("set", "integrations.discord.webhook_url", url, capsys=capsys)[0] == 0
+    discord_fake.delete_webhook(url)
+    event_id = cli("set", "app.x", "1", capsys=capsys)[1]["event_id"]
+    # When / Then the delivery is dead, listed, and delivered once replayed
+    assert cli("deliveries", event_id, capsys=capsys)[1][0]["status"] == "dead"
+    assert [d["event_id"] for d in cli("dead", capsys=capsys)[1]] == [event_id]
+    discord_fake.add_webhook(*url.rsplit("/", 2)[1:])
+    assert cli("replay", event_id, capsys=capsys)[0] == 0
+    assert cli("deliveries", event_id, capsys=capsys)[1][0]["status"] == "delivered"
+    assert cli("health", capsys=capsys)[1]["discord"]["status"] == "healthy"
