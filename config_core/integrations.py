@@ -7,6 +7,7 @@ from typing import Any
 
 from config_core.errors import ConfigError
 from config_core.routing import validate_notifications
+from config_core.schemas import validate_schemas
 
 PREFIX = "integrations."
 
@@ -30,6 +31,7 @@ SYSTEM_SECTIONS: dict[str, Callable[[Any], None]] = {
     "notifications": validate_notifications,
     "batching": _validate_batching,
     "max_backlog": _validate_max_backlog,
+    "schemas": validate_schemas,
 }
 """Sections under ``integrations.`` that configure the service itself, not a connector."""
 

@@ -46,6 +46,10 @@ class Namespace:
         """List of history entries, newest first."""
         return f"{self.prefix}history:{key}"
 
+    def notes(self, key: str) -> str:
+        """Hash: version → JSON list of notes added after the change (e.g. a build result)."""
+        return f"{self.prefix}notes:{key}"
+
     @property
     def index(self) -> str:
         """Sorted set of every key that has a value (for prefix listing)."""
@@ -68,6 +72,15 @@ class Namespace:
     def dead(self) -> str:
         """Sorted set of ``event_id:connector`` deliveries that went dead (score: when)."""
         return f"{self.prefix}dead"
+
+    def dedupe(self, event_id: str) -> str:
+        """Hash: ``connector:step`` → what a connector created for this event (no duplicates)."""
+        return f"{self.prefix}dedupe:{event_id}"
+
+    @property
+    def triggered(self) -> str:
+        """Hash: ``connector:key`` → newest version a connector has triggered (stale guard)."""
+        return f"{self.prefix}triggered"
 
     @property
     def connectors(self) -> str:

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from config_core import integrations, settings
-from config_core.errors import ConfigError
-from config_core.events import CHANGED, DELETED, Change
+from config_core.errors import ConfigError, IntegrationError
+from config_core.events import CHANGED, DELETED, ERROR, Change
 from config_core.layout import Namespace
 from config_core.masking import mask_for_key
-from config_core.store import Conflict, Missing, Store, Write
-from config_core.validation import check_key, encode_value
+from config_core.schemas import SCHEMAS_KEY, SchemaError, Schemas
+from config_core.store import Conflict, Missing, SchemasChanged, Store, Write, event_only
+from config_core.validation import MAX_KEY_LENGTH, check_key, encode_value
 from connectors import registry
 from connectors.base import AsyncConnector, BaseConnector
+
+log = logging.getLogger(__name__)
 
 _MISSING: Any = object()
 _CAS_ATTEMPTS = 20
@@ -45,6 +51,7 @@ class ConfigService:
             raise ConfigError("tenant and environment names must not contain '.'")
         self.namespace = Namespace(self.tenant, self.environment)
         self.store = Store(self.redis_url, self.namespace)
+        self.schemas = Schemas()
 
     # writes ------------------------------------------------------------------------------------
 
@@ -79,23 +86,65 @@ class ConfigService:
 
     async def _set(self, key: str, value: Any, changed_by: str | None, reason: str | None,
                    metadata: dict[str, Any] | None, *, emit: bool) -> SetResult:
-        check_key(key)
-        value_json = encode_value(key, value)
-        split = integrations.split(key)
-        change = self._change(CHANGED, key, value, changed_by, reason, metadata)
-        if split and split[1]:
-            version = await self._set_field(split[0], split[1], change, emit)
-        else:
-            secret_fields: frozenset[str] = frozenset()
-            if split:
-                secret_fields = await self._validate_integration(split[0], value)
-            masked = mask_for_key(key, value, secret_fields)
-            masked_json = value_json if masked is value else _dumps(masked)
-            version = await self.store.write(Write(
-                "set", key, value_json, masked_json, change, masked_json, emit))
+        try:
+            change = self._change(CHANGED, check_key(key), value, changed_by, reason, metadata)
+            version = await self._apply(change, emit)
+        except ConfigError as exc:
+            if emit:
+                await self._report_error(key, value, exc, changed_by, reason)
+            raise
         if emit:
             await self._dispatch_inline()
         return SetResult("applied", key, version, change.event_id if emit else None)
+
+    async def _apply(self, change: Change, emit: bool) -> int:
+        """Check and write one change, again if the schemas changed meanwhile."""
+        for _ in range(_CAS_ATTEMPTS):
+            if self.schemas.version is None:
+                await self._load_schemas()
+            try:
+                return await self._write_checked(change, emit)
+            except SchemasChanged:
+                await self._load_schemas()
+        raise ConfigError(f"{change.key!r}: integrations.schemas keeps changing; try again")
+
+    async def _write_checked(self, change: Change, emit: bool) -> int:
+        key, value = change.key, change.new_value
+        value_json = encode_value(key, value)
+        split = integrations.split(key)
+        if split and split[1]:
+            return await self._set_field(split[0], split[1], change, emit)
+        secret_fields: frozenset[str] = frozenset()
+        if split:
+            secret_fields = await self._validate_integration(split[0], value)
+        self.schemas.check(key, value)
+        masked = mask_for_key(key, value, secret_fields)
+        masked_json = value_json if masked is value else _dumps(masked)
+        return await self.store.write(Write("set", key, value_json, masked_json, change,
+                                            masked_json, emit, self.schemas.version or 0))
+
+    async def _load_schemas(self) -> None:
+        stored, version = await self.store.read(SCHEMAS_KEY)
+        self.schemas.load(stored, version)
+
+    async def _report_error(self, key: Any, value: Any, error: ConfigError,
+                            changed_by: str | None, reason: str | None) -> None:
+        """Emit ``config.error`` for a refused change (the refusal itself still stands)."""
+        if not isinstance(key, str):
+            return
+        kind = "schema" if isinstance(error, SchemaError) else "validation"
+        metadata = {"error": str(error), "error_kind": kind}
+        if isinstance(error, SchemaError):
+            metadata["schema_pattern"] = error.pattern
+        masked = _masked_or_none(key, value)
+        change = Change(ERROR, self.tenant, self.environment, key[:MAX_KEY_LENGTH], masked,
+                        changed_by if isinstance(changed_by, str) else None,
+                        reason if isinstance(reason, str) else None, metadata)
+        try:
+            await self.store.write(event_only(change, _dumps(masked)))
+            await self._dispatch_inline()
+        except (IntegrationError, RedisError) as exc:
+            log.warning("config.error event for %r not recorded: %s", change.key, exc)
 
     async def _set_field(self, name: str, path: list[str], change: Change, emit: bool) -> int:
         """Set one field of an integration's dict; retried if another writer got there first."""
@@ -107,13 +156,15 @@ class ConfigService:
                 raise ConfigError(f"{storage_key} holds a {type(current).__name__}, not a dict")
             updated = integrations.set_path(current, path, change.new_value)
             secret_fields = await self._validate_integration(name, updated, partial=True)
+            self.schemas.check(storage_key, updated)
             field_masked = mask_for_key(storage_key, updated, secret_fields)
             old_masked = _field_or_none(mask_for_key(storage_key, current, secret_fields), path)
             event_value = integrations.get_path(field_masked, path)
             try:
                 return await self.store.write(Write(
                     "set", storage_key, encode_value(storage_key, updated), _dumps(field_masked),
-                    change, _dumps(event_value), emit, expected_version=version,
+                    change, _dumps(event_value), emit, self.schemas.version or 0,
+                    expected_version=version,
                     old_masked_json=_dumps(old_masked)))
             except Conflict:
                 continue
@@ -212,9 +263,15 @@ class ConfigService:
         masked = mask_for_key(key, config, type(connector).secret_fields())
         change = self._change(CHANGED, key, config, changed_by, "connector registered", None)
         masked_json = _dumps(masked)
-        version = await self.store.write(Write("set", key, encode_value(key, config),
-                                               masked_json, change, masked_json, True,
-                                               registry=(name, path)))
+        await self._load_schemas()
+        self.schemas.check(key, config)
+        try:
+            version = await self.store.write(Write(
+                "set", key, encode_value(key, config), masked_json, change, masked_json, True,
+                self.schemas.version or 0, registry=(name, path)))
+        except SchemasChanged:
+            raise ConfigError("integrations.schemas changed during registration; try again") \
+                from None
         await self._dispatch_inline()
         return SetResult("applied", key, version, change.event_id)
 
@@ -285,6 +342,21 @@ class ConfigService:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _masked_or_none(key: str, value: Any) -> Any:
+    """The attempted value, masked, for an error event; None when it is not JSON at all."""
+    try:
+        encode_value(key, value)
+    except ConfigError:
+        return None
+    split = integrations.split(key)
+    return mask_for_key(key, value, _builtin_secret_fields(split[0]) if split else ())
+
+
+def _builtin_secret_fields(name: str) -> frozenset[str]:
+    cls = registry.builtin_class(name)
+    return cls.secret_fields() if cls else frozenset()
 
 
 def _field_or_none(document: Any, path: list[str]) -> Any:

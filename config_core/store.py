@@ -27,9 +27,52 @@ class Write:
     change: Change
     masked_event_json: str
     emit: bool
+    schemas_version: int = 0
     expected_version: int | None = None
     old_masked_json: str = ""
     registry: tuple[str, str] | None = None
+
+    def args(self, ns: Namespace) -> list[str | int]:
+        """The write script's arguments (the optional tail only when it is needed)."""
+        change = self.change
+        args: list[str | int] = [
+            ns.prefix, self.op, self.storage_key, self.value_json,
+            "" if self.masked_json == self.value_json else self.masked_json,
+            change.event_head(self.masked_event_json) if self.emit else "",
+            "" if self.op == "event" else
+            change.history_head(masked_value_json=self.masked_json, local_only=not self.emit),
+            self.schemas_version]
+        if self.expected_version is not None or self.old_masked_json or self.registry:
+            args += ["" if self.expected_version is None else self.expected_version,
+                     self.old_masked_json, *(self.registry or ("", ""))]
+        return args
+
+
+def event_only(change: Change, masked_value_json: str) -> Write:
+    """A write that records only an event (config.error, deployment.finished, ...)."""
+    return Write("event", change.key, "null", masked_value_json, change, masked_value_json,
+                 emit=True)
+
+
+def version_from(reply: list[Any], ns: Namespace, key: str) -> int:
+    """The new version from the script's reply, or the exception its refusal means."""
+    status = reply[0]
+    if status == "ok":
+        return int(reply[1])
+    if status == "conflict":
+        raise Conflict(key)
+    if status == "missing":
+        raise Missing(key)
+    if status == "schemas":
+        raise SchemasChanged(int(reply[1]))
+    if status == "backlog":
+        raise IntegrationError(
+            f"change to {key!r} was not applied: the outbox holds {reply[1]} undelivered "
+            f"events (integrations.max_backlog is {reply[2]}); are the workers running?"
+        )
+    raise IntegrationError(
+        f"change to {key!r} was not applied: outbox {ns.outbox!r} is a {reply[1]}, not a stream"
+    )
 
 
 class Conflict(Exception):
@@ -38,6 +81,14 @@ class Conflict(Exception):
 
 class Missing(Exception):
     """Delete of a key that has no value."""
+
+
+class SchemasChanged(Exception):
+    """``integrations.schemas`` changed since the value was checked; check again."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(version)
+        self.version = version
 
 
 class Store:
@@ -52,39 +103,13 @@ class Store:
 
     async def write(self, w: Write) -> int:
         """Apply one change atomically; return the new version."""
-        change = w.change
-        args: list[str | int] = [self.ns.prefix, w.op, w.storage_key, w.value_json,
-                "" if w.masked_json == w.value_json else w.masked_json,
-                change.event_head(w.masked_event_json) if w.emit else "",
-                change.history_head(masked_value_json=w.masked_json, local_only=not w.emit)]
-        if w.expected_version is not None or w.old_masked_json or w.registry:
-            args += ["" if w.expected_version is None else w.expected_version,
-                     w.old_masked_json, *(w.registry or ("", ""))]
         try:
-            reply = await self._write(keys=[], args=args)
+            reply = await self._write(keys=[], args=w.args(self.ns))
         except RedisError as exc:
             raise IntegrationError(
-                f"change to {change.key!r} was not applied: Redis refused the write ({exc})"
+                f"change to {w.change.key!r} was not applied: Redis refused the write ({exc})"
             ) from exc
-        return self._version_from(reply, change.key)
-
-    def _version_from(self, reply: list[Any], key: str) -> int:
-        status = reply[0]
-        if status == "ok":
-            return int(reply[1])
-        if status == "conflict":
-            raise Conflict(key)
-        if status == "missing":
-            raise Missing(key)
-        if status == "backlog":
-            raise IntegrationError(
-                f"change to {key!r} was not applied: the outbox holds {reply[1]} undelivered "
-                f"events (integrations.max_backlog is {reply[2]}); are the workers running?"
-            )
-        raise IntegrationError(
-            f"change to {key!r} was not applied: outbox {self.ns.outbox!r} is a {reply[1]}, "
-            "not a stream"
-        )
+        return version_from(reply, self.ns, w.change.key)
 
     async def read(self, storage_key: str) -> tuple[str | None, int]:
         """The stored JSON and version of ``storage_key`` (None, version when unset)."""
@@ -106,8 +131,15 @@ class Store:
             return await pipe.execute()
 
     async def history(self, key: str, limit: int) -> list[dict[str, Any]]:
-        return [json.loads(item) for item in await self.redis.lrange(self.ns.history(key), 0,
-                                                                       limit - 1)]
+        """History entries, newest first, each with the notes added to its version."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(self.ns.history(key), 0, limit - 1)
+            pipe.hgetall(self.ns.notes(key))
+            entries, notes = await pipe.execute()
+        found = [json.loads(item) for item in entries]
+        for entry in found:
+            entry["notes"] = json.loads(notes.get(str(entry["version"]), "[]"))
+        return found
 
     async def deliveries(self, event_id: str) -> list[dict[str, Any]]:
         records = await self.redis.hgetall(self.ns.deliveries(event_id))

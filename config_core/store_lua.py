@@ -16,10 +16,12 @@ from config_core.layout import NAMESPACES_KEY, ROOT
 from config_core.settings import DEFAULT_MAX_BACKLOG, HISTORY_MAX
 
 WRITE_SCRIPT = Template("""
--- ARGV: 1 namespace prefix 'apgcfg:{tenant}:{env}:', 2 op (set|delete), 3 storage key,
+-- ARGV: 1 namespace prefix 'apgcfg:{tenant}:{env}:', 2 op (set|delete|event), 3 storage key,
 --       4 value json, 5 masked json ('' = same as the value), 6 event head ('' = no event),
---       7 history head; optional: 8 expected version, 9 old masked json override,
---       10 registry field, 11 registry class path
+--       7 history head, 8 version of integrations.schemas the value was checked against;
+--       optional: 9 expected version, 10 old masked json override, 11 registry field,
+--       12 registry class path
+-- op 'event' records only the event (config.error, deployment.finished, ...).
 local prefix, op, key = ARGV[1], ARGV[2], ARGV[3]
 local value_key = prefix .. 'cfg:' .. key
 local outbox = prefix .. 'outbox'
@@ -27,15 +29,20 @@ local masked = ARGV[5]
 if masked == '' then masked = ARGV[4] end
 local current = redis.call('HMGET', value_key, 'version', 'masked')
 local version = tonumber(current[1]) or 0
-if ARGV[8] and ARGV[8] ~= '' and tonumber(ARGV[8]) ~= version then
+local schemas = redis.call('HGET', prefix .. 'cfg:integrations.schemas', 'version') or '0'
+if op == 'set' and schemas ~= ARGV[8] then
+  return {'schemas', schemas}
+end
+if ARGV[9] and ARGV[9] ~= '' and tonumber(ARGV[9]) ~= version then
   return {'conflict', version}
 end
 if op == 'delete' and not current[2] then
   return {'missing', version}
 end
-local old = ARGV[9]
+local old = ARGV[10]
 if not old or old == '' then old = current[2] or 'null' end
 local new_version = version + 1
+if op == 'event' then new_version = version end
 if ARGV[6] ~= '' then
   local kind = redis.call('TYPE', outbox)['ok']
   if kind ~= 'stream' and kind ~= 'none' then
@@ -52,6 +59,9 @@ if ARGV[6] ~= '' then
   redis.call('XADD', outbox, '*', 'e', event)
   redis.call('SADD', '$namespaces', string.sub(prefix, $root_len, -2))
 end
+if op == 'event' then
+  return {'ok', new_version}
+end
 if op == 'delete' then
   redis.call('HDEL', value_key, 'value', 'masked')
   redis.call('HSET', value_key, 'version', new_version)
@@ -63,8 +73,8 @@ end
 local history = prefix .. 'history:' .. key
 redis.call('LPUSH', history, ARGV[7] .. ',"version":' .. new_version .. '}')
 redis.call('LTRIM', history, 0, $history_max - 1)
-if ARGV[11] and ARGV[11] ~= '' then
-  redis.call('HSET', prefix .. 'connectors', ARGV[10], ARGV[11])
+if ARGV[12] and ARGV[12] ~= '' then
+  redis.call('HSET', prefix .. 'connectors', ARGV[11], ARGV[12])
 end
 return {'ok', new_version}
 """).substitute(

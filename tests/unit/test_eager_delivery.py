@@ -100,7 +100,7 @@ async def test_register_connector__class_workers_cannot_import__refused_nothing_
 
     with pytest.raises(ConfigError, match=r"workers cannot import"):
         await service.register_connector("local", LocalConnector({}))
-    assert list(raw_redis.scan_iter(f"{service.namespace.prefix}*")) == []
+    assert list(raw_redis.scan_iter(f"{service.namespace.prefix}cfg:*")) == []
 
 
 async def test_health__configured_connectors__healthy_or_error(

@@ -83,7 +83,8 @@ async def test_set_config__bad_input__config_error_and_nothing_written(
         service: ConfigService, raw_redis: redis.Redis, key: str, value: object) -> None:
     with pytest.raises(ConfigError):
         await service.set_config(key, value)
-    assert namespace_keys(raw_redis, service) == []
+    # nothing but the outbox that carried the config.error event
+    assert namespace_keys(raw_redis, service) == [service.namespace.outbox]
 
 
 async def test_set_config__bad_changed_by__config_error(service: ConfigService) -> None:
@@ -150,3 +151,59 @@ async def test_stream_event__non_eager__complete_document_with_old_value(
     assert event["tenant"] == service.tenant and event["environment"] == "production"
     assert event["timestamp"].endswith("Z") and isinstance(event["timestamp_epoch"], float)
     assert "secret" not in json.dumps([fields for _, fields in entries])
+
+
+async def test_refused_change__config_error_event_recorded_with_masked_value(
+        service: ConfigService, raw_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given no relay, so events stay in the outbox
+    monkeypatch.delenv("CELERY_TASK_ALWAYS_EAGER")
+    # When a connector config with a secret is refused
+    with pytest.raises(ConfigError, match="username"):
+        await service.set_config("integrations.discord", {
+            "webhook_url": "https://discord.com/api/webhooks/1/very-secret-token",
+            "username": "discord bot"}, changed_by="ops@company.com")
+    # Then one config.error event says why, without the secret
+    [(_, fields)] = raw_redis.xrange(service.namespace.outbox)
+    event = json.loads(fields["e"])
+    assert event["type"] == "config.error" and event["key"] == "integrations.discord"
+    assert event["metadata"]["error_kind"] == "validation"
+    assert "username" in event["metadata"]["error"]
+    assert event["new_value"]["webhook_url"] == "***" and event["changed_by"] == "ops@company.com"
+    assert "very-secret-token" not in fields["e"]
+
+
+async def test_schemas__value_breaks_schema__refused_with_schema_error_event(
+        service: ConfigService, raw_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a schema for app.database.port
+    monkeypatch.delenv("CELERY_TASK_ALWAYS_EAGER")
+    await service.set_config("integrations.schemas", {
+        "app.database.port": {"type": "integer", "minimum": 1, "maximum": 65535}})
+    await service.set_config("app.database.port", 5432)
+    # When a value breaks it / Then refused, value unchanged, config.error of kind schema
+    with pytest.raises(ConfigError, match=r"does not match the schema for 'app\.database\.port'"):
+        await service.set_config("app.database.port", 70000)
+    assert await service.get_config("app.database.port") == 5432
+    event = json.loads(raw_redis.xrange(service.namespace.outbox)[-1][1]["e"])
+    assert (event["type"], event["metadata"]["error_kind"]) == ("config.error", "schema")
+    assert event["metadata"]["schema_pattern"] == "app.database.port"
+
+
+async def test_schemas__changed_by_another_writer__next_write_checked_against_new_schema(
+        service: ConfigService) -> None:
+    # Given this service has cached "no schemas"
+    await service.set_config("app.mode", "fast")
+    other = ConfigService(redis_url=redis_url(UNIT_DB), environment="production",
+                          tenant=service.tenant)
+    # When another process adds a schema
+    await other.set_config("integrations.schemas", {"app.*": {"type": "string"}})
+    await other.close()
+    # Then this service's next write is checked against it, not the stale cache
+    with pytest.raises(ConfigError, match="schema"):
+        await service.set_config("app.mode", 3)
+
+
+@pytest.mark.parametrize("schemas", [[], {"app.*": {"type": "no-such-type"}}, {"a": 5}])
+async def test_schemas__invalid_schema__config_error(service: ConfigService,
+                                                     schemas: object) -> None:
+    with pytest.raises(ConfigError, match=r"integrations\.schemas"):
+        await service.set_config("integrations.schemas", schemas)
