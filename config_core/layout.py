@@ -13,6 +13,9 @@ NAMESPACES_KEY = f"{ROOT}:namespaces"
 PARKED_KEY = f"{ROOT}:parked"
 """Sorted set of deliveries waiting longer than a Celery countdown may (score: due epoch)."""
 
+DETAIL_SUFFIX = "#detail"
+"""Ledger hash field ``<connector>#detail``: notes added after a delivery ended."""
+
 DISPATCH_GROUP = "dispatch"
 """Consumer group of the outbox streams."""
 

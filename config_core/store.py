@@ -12,8 +12,21 @@ from redis.exceptions import RedisError
 from config_core import settings
 from config_core.errors import IntegrationError
 from config_core.events import Change
-from config_core.layout import NAMESPACES_KEY, Namespace
+from config_core.layout import DETAIL_SUFFIX, NAMESPACES_KEY, Namespace
 from config_core.store_lua import WRITE_SCRIPT
+
+
+def ledger_rows(stored: dict[str, str]) -> list[dict[str, Any]]:
+    """The ledger rows of one event's hash, each with its later details merged in."""
+    rows = []
+    for name, text in stored.items():
+        if name.endswith(DETAIL_SUFFIX):
+            continue
+        row = json.loads(text)
+        row["detail"] = {**row.get("detail", {}),
+                         **json.loads(stored.get(name + DETAIL_SUFFIX, "{}"))}
+        rows.append(row)
+    return sorted(rows, key=lambda row: row["connector"])
 
 
 @dataclass(frozen=True)
@@ -142,9 +155,7 @@ class Store:
         return found
 
     async def deliveries(self, event_id: str) -> list[dict[str, Any]]:
-        records = await self.redis.hgetall(self.ns.deliveries(event_id))
-        return sorted((json.loads(item) for item in records.values()),
-                      key=lambda record: record["connector"])
+        return ledger_rows(await self.redis.hgetall(self.ns.deliveries(event_id)))
 
     async def dead(self, limit: int) -> list[tuple[str, str]]:
         members = await self.redis.zrevrange(self.ns.dead, 0, limit - 1)

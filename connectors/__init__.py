@@ -9,6 +9,7 @@ from connectors.errors import (
     RateLimited,
     Rejected,
     RetryableError,
+    Skipped,
     TransportError,
     Unavailable,
 )
@@ -16,6 +17,7 @@ from connectors.settings import Setting
 
 __all__ = [
     "AsyncConnector", "AuthError", "BaseConnector", "ConnectorError", "Misconfigured",
-    "PermanentError", "RateLimited", "Rejected", "RetryableError", "Setting", "TransportError",
+    "PermanentError", "RateLimited", "Rejected", "RetryableError", "Setting", "Skipped",
+    "TransportError",
     "Unavailable",
 ]

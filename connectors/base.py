@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from config_core.masking import MASK, redact, secret_strings
-from connectors.errors import Misconfigured
+from connectors.context import DeliveryContext, FollowUp, MemoryContext
+from connectors.errors import ConnectorError, Misconfigured, TransportError
 from connectors.settings import (
     ENV_REF_RE,
     Setting,
@@ -31,6 +32,7 @@ class BaseConnector:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = with_defaults(self.settings, dict(config))
+        self.context: DeliveryContext = MemoryContext()
 
     @classmethod
     def validate_config(cls, config: Any, *, partial: bool = False) -> dict[str, Any]:
@@ -62,6 +64,38 @@ class BaseConnector:
     def health_check(self) -> bool:
         """True when the vendor is reachable with this config."""
         return True
+
+    def follow_up(self, state: dict[str, Any]) -> FollowUp | None:
+        """Continue work scheduled with ``context.follow_up``; return the next step or None."""
+        return None
+
+    def create_once(self, step: str, create: Callable[[], dict[str, Any]],
+                    find: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
+        """Create a vendor object for this event at most once, across retries and redeliveries.
+
+        ``create`` makes the object and returns a reference to it (ids, URL); ``find`` looks for
+        one an earlier attempt may have made (by the event's fingerprint). ``find`` runs only
+        when an earlier attempt's outcome is unknown: it sent the request and then died, or
+        timed out waiting for the answer.
+        """
+        record = self.context.created(step)
+        if record and record["state"] == "created":
+            return dict(record["ref"] or {})
+        if record and record["state"] == "creating":
+            found = find()
+            if found is not None:
+                self.context.mark(step, "created", found)
+                return found
+        self.context.mark(step, "creating")
+        try:
+            ref = create()
+        except TransportError:
+            raise  # the request may have reached the vendor: the next attempt looks first
+        except ConnectorError:
+            self.context.forget(step)  # the vendor answered no: nothing was created
+            raise
+        self.context.mark(step, "created", ref)
+        return ref
 
     def sync_data(self) -> dict[str, Any]:
         """Pull data from the vendor (identity connectors); nothing by default."""

@@ -6,6 +6,7 @@
         │   ├── RateLimited             the vendor said 429 (or its own busy code)
         │   ├── Unavailable             5xx, or the vendor said it is overloaded
         │   └── TransportError          connection refused or reset, timeout, TLS failure
+        ├── Skipped                     the connector chose not to act (filtered, stale)
         └── PermanentError              retrying cannot help; the delivery goes dead at once
             ├── AuthError               401 / 403: a bad or revoked credential
             ├── Rejected                the vendor refused the request (400, 404, 422, ...)
@@ -47,6 +48,10 @@ class Unavailable(RetryableError):
 
 class TransportError(RetryableError):
     """The request did not complete: connection, TLS or timeout failure."""
+
+
+class Skipped(ConnectorError):
+    """The connector decided this event needs nothing from it; the message says why."""
 
 
 class PermanentError(ConnectorError):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
 
 from config_core import settings
-from config_core.layout import Namespace
+from config_core.layout import DETAIL_SUFFIX, Namespace
 
 PENDING = "pending"
 RETRYING = "retrying"
@@ -34,6 +34,7 @@ class Record:
     updated_at: float = 0.0
     delivered_at: float | None = None
     next_attempt_at: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def new(cls, connector: str, urgency: str) -> Record:
@@ -71,6 +72,21 @@ def save(client: redis.Redis, ns: Namespace, event_id: str, record: Record) -> N
     else:
         pipe.zrem(ns.dead, member)
     pipe.execute()
+
+
+
+_MERGE_DETAIL = """
+local detail = cjson.decode(redis.call('HGET', KEYS[1], ARGV[1]) or '{}')
+for name, value in pairs(cjson.decode(ARGV[2])) do detail[name] = value end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(detail))
+"""
+
+
+def add_detail(client: redis.Redis, ns: Namespace, event_id: str, connector: str,
+               detail: dict[str, Any]) -> None:
+    """Merge ``detail`` into a delivery's record without racing the task that owns it."""
+    client.eval(_MERGE_DETAIL, 1, ns.deliveries(event_id), connector + DETAIL_SUFFIX,
+                json.dumps(detail))
 
 
 def load(client: redis.Redis, ns: Namespace, event_id: str, connector: str) -> Record | None:

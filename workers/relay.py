@@ -26,6 +26,7 @@ from config_core.routing import route
 from connectors import registry
 from workers import ledger, parking
 from workers.redis_client import connect, using
+from workers.scheduling import publish
 
 log = logging.getLogger(__name__)
 
@@ -175,19 +176,13 @@ class _RoutingContext:
 
 def _records(client: redis.Redis, ns: Namespace, event_id: str) -> list[ledger.Record]:
     stored: Any = client.hgetall(ns.deliveries(event_id))
-    return [ledger.Record.from_json(text) for text in stored.values()]
+    return [ledger.Record.from_json(text) for name, text in stored.items()
+            if not name.endswith(ledger.DETAIL_SUFFIX)]
 
 
 def task_name(connector: str) -> str:
     """The delivery task of a connector: one per built-in type, one shared by custom ones."""
     return f"workers.deliver.{connector if connector in registry.BUILTIN else 'custom'}"
-
-
-def publish(name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
-    """Send a task by name through ``workers.app`` (eager mode runs it here and now)."""
-    from workers.tasks import app
-
-    app.tasks[name].apply_async(args=args, kwargs=kwargs)
 
 
 def consumer_name() -> str:

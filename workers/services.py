@@ -13,9 +13,11 @@ from config_core.errors import ConfigError
 from config_core.layout import Namespace
 from connectors import registry
 from connectors.base import BaseConnector, call
-from connectors.errors import PermanentError, RetryableError
+from connectors.errors import PermanentError, RetryableError, Skipped
 from workers import ledger
+from workers.context import RedisContext
 from workers.redis_client import client
+from workers.scheduling import publish
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +75,13 @@ def _attempt(ns: Namespace, event_id: str, name: str, loaded: _Loaded) -> Outcom
     connector: BaseConnector | None = None
     try:
         connector = _build(name, loaded)
-        if not connector.wants(loaded.event or {}):
-            return _finish(ns, event_id, record.mark(ledger.SKIPPED, "filtered by connector"))
-        if call(connector.send_notification, loaded.event) is False:
-            raise RetryableError(f"{name} connector reported the delivery failed")
-    except PermanentError as exc:
-        return _finish(ns, event_id, record.mark(ledger.DEAD, _text(exc, connector)))
-    except ConfigError as exc:
+        connector.context = RedisContext(client(), ns, loaded.event or {}, name,
+                                         schedule_follow_up)
+        result = _send(connector, loaded.event or {})
+    except Skipped as exc:
+        record.detail["skipped"] = _text(exc, connector)
+        return _finish(ns, event_id, record.mark(ledger.SKIPPED))
+    except (PermanentError, ConfigError) as exc:
         return _finish(ns, event_id, record.mark(ledger.DEAD, _text(exc, connector)))
     except RetryableError as exc:
         return _retry(ns, event_id, record, loaded.max_retries, _text(exc, connector),
@@ -87,7 +89,42 @@ def _attempt(ns: Namespace, event_id: str, name: str, loaded: _Loaded) -> Outcom
     except Exception as exc:  # noqa: BLE001 - a custom connector may raise anything
         log.warning("delivery %s to %s raised %s", event_id, name, type(exc).__name__)
         return _retry(ns, event_id, record, loaded.max_retries, _text(exc, connector), None)
+    if isinstance(result, dict):
+        record.detail.update(result)
     return _finish(ns, event_id, record.mark(ledger.DELIVERED))
+
+
+def _send(connector: BaseConnector, event: dict[str, Any]) -> Any:
+    if not connector.wants(event):
+        raise Skipped("filtered by connector")
+    result = call(connector.send_notification, event)
+    if result is False:
+        raise RetryableError(f"{connector.context.connector} connector reported a failure")
+    return result
+
+
+def schedule_follow_up(ns: Namespace, event_id: str, name: str, state: dict[str, Any],
+                       delay_s: float) -> None:
+    """Run ``follow_up(state)`` of connector ``name`` after ``delay_s``."""
+    publish(follow_up_task_name(name), [ns.name, event_id, name, state], {}, delay_s)
+
+
+def follow_up_task_name(connector: str) -> str:
+    """The follow-up task of a connector type."""
+    return f"workers.follow_up.{connector if connector in registry.BUILTIN else 'custom'}"
+
+
+def follow_up(namespace: str, event_id: str, name: str, state: dict[str, Any]) -> str:
+    """Run one follow-up step; schedule the next one if the connector asks for it."""
+    ns = Namespace.parse(namespace)
+    loaded = _load(ns, event_id, name, "medium")
+    connector = _build(name, loaded)
+    connector.context = RedisContext(client(), ns, loaded.event or {}, name, schedule_follow_up)
+    step = call(connector.follow_up, state)
+    if step is None:
+        return "done"
+    schedule_follow_up(ns, event_id, name, step.state, step.delay_s)
+    return "scheduled"
 
 
 def _load(ns: Namespace, event_id: str, name: str, urgency: str) -> _Loaded:

@@ -7,10 +7,11 @@ from typing import Any
 from celery import Task
 
 from connectors import registry
+from connectors.errors import RetryableError
 from workers import parking, services
 from workers.celery_app import app
 from workers.redis_client import client
-from workers.relay import publish
+from workers.scheduling import publish
 from workers.settings import MAX_COUNTDOWN_S
 
 
@@ -35,6 +36,28 @@ def _register_deliver(kind: str) -> Any:
 
 
 DELIVER_TASKS = {kind: _register_deliver(kind) for kind in [*registry.BUILTIN, "custom"]}
+
+FOLLOW_UP_MAX_RETRIES = 20
+"""A follow-up (polling a build, say) whose vendor keeps failing gives up after this many."""
+
+
+def _follow_up(self: Task, namespace: str, event_id: str, connector: str,
+               state: dict[str, Any]) -> str:
+    try:
+        return services.follow_up(namespace, event_id, connector, state)
+    except RetryableError as exc:
+        wait_s = services.backoff_s(self.request.retries + 1, exc.retry_after_s)
+        raise self.retry(countdown=min(wait_s, MAX_COUNTDOWN_S)) from exc
+
+
+def _register_follow_up(kind: str) -> Any:
+    """Follow-ups (e.g. build status checks) rescheduled as tasks, never a sleeping worker."""
+    return app.task(_follow_up, name=f"workers.follow_up.{kind}", bind=True,
+                    max_retries=FOLLOW_UP_MAX_RETRIES, acks_late=True,
+                    soft_time_limit=services.SOFT_TIME_LIMIT_S, time_limit=services.TIME_LIMIT_S)
+
+
+FOLLOW_UP_TASKS = {kind: _register_follow_up(kind) for kind in [*registry.BUILTIN, "custom"]}
 
 
 @app.task(name="workers.release_parked")
