@@ -27,8 +27,15 @@ from connectors.errors import (
     Unavailable,
 )
 
-DEFAULT_TIMEOUT_S = (3.05, 10.0)
-"""(connect, read) seconds applied to every vendor call that does not pass its own."""
+def _timeout_from_env() -> tuple[float, float]:
+    text = os.environ.get("APGCFG_HTTP_TIMEOUT_S", "3.05,10")
+    connect, _, read = text.partition(",")
+    return float(connect), float(read or connect)
+
+
+DEFAULT_TIMEOUT_S = _timeout_from_env()
+"""(connect, read) seconds on every vendor call that does not pass its own; set with
+``APGCFG_HTTP_TIMEOUT_S=connect,read`` (default 3.05,10)."""
 
 CONNECT_RETRIES = 2
 """Transport-level retries, for connection failures only (the request never reached the vendor)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +25,15 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_RETRIES = 5
 """Retries after the first attempt before a delivery is dead (``integrations.batching``)."""
 
-LEASE_S = 45
+TIME_LIMIT_S = int(os.environ.get("APGCFG_TASK_TIME_LIMIT_S", "40"))
+"""Hard time limit of a delivery attempt (the pool kills it past this)."""
+
+SOFT_TIME_LIMIT_S = max(1, TIME_LIMIT_S * 3 // 4)
+"""Soft time limit: the attempt gets an exception it can report."""
+
+LEASE_S = TIME_LIMIT_S + 5
 """While one worker sends a delivery, a duplicate copy of its task waits (longer than the
 task's hard time limit, so a lease never expires under a running attempt)."""
-
-SOFT_TIME_LIMIT_S = 30
-TIME_LIMIT_S = 40
 
 BACKOFF_FACTOR_S = 2
 BACKOFF_MAX_S = 600

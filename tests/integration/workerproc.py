@@ -26,7 +26,8 @@ class WorkerProcess:
         self.name = f"{prefix}-{uuid.uuid4().hex[:8]}@%h"
         self.log_path = log_dir / f"{self.name.split('@')[0]}.log"
         env = {**os.environ, "CONFIG_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT),
-               "APGCFG_RELAY_CLAIM_IDLE_MS": "3000", **(extra_env or {})}
+               "APGCFG_RELAY_CLAIM_IDLE_MS": "3000", "APGCFG_HTTP_TIMEOUT_S": "2,3",
+               **(extra_env or {})}
         env.pop("CELERY_TASK_ALWAYS_EAGER", None)
         command = [sys.executable, "-m", "celery", "-A", "workers", "worker",
                    "-Q", "high,medium,low", "-c", str(concurrency), "-n", self.name,
