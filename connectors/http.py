@@ -27,6 +27,7 @@ from connectors.errors import (
     Unavailable,
 )
 
+
 def _timeout_from_env() -> tuple[float, float]:
     text = os.environ.get("APGCFG_HTTP_TIMEOUT_S", "3.05,10")
     connect, _, read = text.partition(",")
