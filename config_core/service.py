@@ -127,6 +127,23 @@ class ConfigService:
         stored, version = await self.store.read(SCHEMAS_KEY)
         self.schemas.load(stored, version)
 
+    async def emit_event(self, event_type: str, key: str, *, value: Any = None,
+                         changed_by: str | None = None, reason: str | None = None,
+                         metadata: dict[str, Any] | None = None) -> str:
+        """Record an event about ``key`` that changes nothing (``security.violation``, ...).
+
+        It is routed and delivered like a change; ``value`` is masked like a value would be.
+        Returns the event id.
+        """
+        if not isinstance(event_type, str) or not event_type:
+            raise ConfigError("event_type must be a non-empty string")
+        masked = _masked_or_none(key, value)
+        change = self._change(event_type, key[:MAX_KEY_LENGTH], masked, changed_by, reason,
+                              metadata)
+        await self.store.write(event_only(change, _dumps(masked)))
+        await self._dispatch_inline()
+        return change.event_id
+
     async def _report_error(self, key: Any, value: Any, error: ConfigError,
                             changed_by: str | None, reason: str | None) -> None:
         """Emit ``config.error`` for a refused change (the refusal itself still stands)."""
@@ -136,15 +153,13 @@ class ConfigService:
         metadata = {"error": str(error), "error_kind": kind}
         if isinstance(error, SchemaError):
             metadata["schema_pattern"] = error.pattern
-        masked = _masked_or_none(key, value)
-        change = Change(ERROR, self.tenant, self.environment, key[:MAX_KEY_LENGTH], masked,
-                        changed_by if isinstance(changed_by, str) else None,
-                        reason if isinstance(reason, str) else None, metadata)
         try:
-            await self.store.write(event_only(change, _dumps(masked)))
-            await self._dispatch_inline()
-        except (IntegrationError, RedisError) as exc:
-            log.warning("config.error event for %r not recorded: %s", change.key, exc)
+            await self.emit_event(ERROR, key, value=value,
+                                  changed_by=changed_by if isinstance(changed_by, str) else None,
+                                  reason=reason if isinstance(reason, str) else None,
+                                  metadata=metadata)
+        except (ConfigError, IntegrationError, RedisError) as exc:
+            log.warning("config.error event for %r not recorded: %s", key, exc)
 
     async def _set_field(self, name: str, path: list[str], change: Change, emit: bool) -> int:
         """Set one field of an integration's dict; retried if another writer got there first."""

@@ -207,3 +207,17 @@ async def test_schemas__invalid_schema__config_error(service: ConfigService,
                                                      schemas: object) -> None:
     with pytest.raises(ConfigError, match=r"integrations\.schemas"):
         await service.set_config("integrations.schemas", schemas)
+
+
+async def test_emit_event__security_violation__recorded_masked_and_routed(
+        service: ConfigService, raw_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CELERY_TASK_ALWAYS_EAGER")
+    event_id = await service.emit_event("security.violation", "app.db.password",
+                                        value="hunter22", changed_by="mallory@x",
+                                        metadata={"required_role": "admin"})
+    [(_, fields)] = raw_redis.xrange(service.namespace.outbox)
+    event = json.loads(fields["e"])
+    assert (event["event_id"], event["type"], event["new_value"]) == (
+        event_id, "security.violation", "***")
+    assert event["metadata"] == {"required_role": "admin"} and "hunter22" not in fields["e"]
+    assert await service.get_configs() == {}
