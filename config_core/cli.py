@@ -19,7 +19,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from config_core import supervisor
-from config_core.errors import ApgConfigError
+from config_core.errors import ApgConfigError, ConfigError
 from config_core.service import ConfigService
 
 Handler = Callable[[ConfigService, argparse.Namespace], Awaitable[Any]]
@@ -148,6 +148,30 @@ async def _health(service: ConfigService, args: argparse.Namespace) -> dict[str,
     return await service.check_integration_health()
 
 
+async def _role(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
+    return {"email": args.email, "role": await service.get_role(args.email)}
+
+
+async def _identity(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
+    from workers import identity  # the sync runs here, in this process, as a worker would
+    from workers.redis_client import connect
+
+    client = connect(service.redis_url)
+    try:
+        names = [args.provider] if args.provider else identity.providers(client,
+                                                                          service.namespace)
+        if args.action == "status":
+            return {name: identity.directory.status(client, service.namespace, name)
+                    for name in names}
+        if not names:
+            raise ConfigError("no identity provider is configured (integrations.okta, "
+                              "integrations.auth0 or integrations.azure_ad)")
+        return {name: await asyncio.to_thread(identity.sync, client, service.namespace, name)
+                for name in names}
+    finally:
+        client.close()
+
+
 _KEY = (("key",), {"help": "configuration key, e.g. app.database.host"})
 _EVENT = (("event_id",), {"help": "event id (printed by set)"})
 
@@ -172,6 +196,13 @@ _COMMANDS: dict[str, tuple[Handler, str, list[tuple[tuple[str, ...], dict[str, A
         _EVENT, (("--connector",), {"help": "only this connector"}),
     ]),
     "health": (_health, "check every configured connector", []),
+    "role": (_role, "print the role the identity directory gives EMAIL", [
+        (("email",), {"help": "user e-mail"}),
+    ]),
+    "identity": (_identity, "sync identity providers now, or show their sync status", [
+        (("action",), {"choices": ["sync", "status"]}),
+        (("provider",), {"nargs": "?", "help": "okta, auth0 or azure_ad (default: all)"}),
+    ]),
 }
 
 

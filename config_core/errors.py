@@ -22,6 +22,14 @@ class ConfigError(ApgConfigError, ValueError):
 class AccessDenied(ConfigError):
     """The user who asked for a change holds no role that may write that key."""
 
+    def __init__(self, key: str, *, role: str | None, needed: str,
+                 user: str | None = None) -> None:
+        who = repr(user) if user else "an anonymous caller"
+        has = f"has the {role} role" if role else "has no role"
+        super().__init__(f"{who} may not write {key!r}: it needs the {needed} role and {who} "
+                         f"{has}")
+        self.key, self.role, self.needed, self.user = key, role, needed, user
+
 
 class IntegrationError(ApgConfigError):
     """The change could not be recorded for delivery, so it was not applied."""

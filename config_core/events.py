@@ -14,6 +14,7 @@ SCHEMA_VERSION = 1
 CHANGED = "config.changed"
 DELETED = "config.deleted"
 ERROR = "config.error"
+SECURITY_VIOLATION = "security.violation"
 REPLAY = "delivery.replay"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from config_core.access import validate_access
 from config_core.errors import ConfigError
 from config_core.routing import validate_notifications
 from config_core.schemas import validate_schemas
@@ -32,6 +33,7 @@ SYSTEM_SECTIONS: dict[str, Callable[[Any], None]] = {
     "batching": _validate_batching,
     "max_backlog": _validate_max_backlog,
     "schemas": validate_schemas,
+    "access": validate_access,
 }
 """Sections under ``integrations.`` that configure the service itself, not a connector."""
 

@@ -54,6 +54,11 @@ class Namespace:
         return f"{self.prefix}notes:{key}"
 
     @property
+    def roles(self) -> str:
+        """Hash: lower-case email → role (read, write, admin), from the identity directory."""
+        return f"{self.prefix}roles"
+
+    @property
     def index(self) -> str:
         """Sorted set of every key that has a value (for prefix listing)."""
         return f"{self.prefix}index"

@@ -12,8 +12,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from config_core import integrations, settings
-from config_core.errors import ConfigError, IntegrationError
-from config_core.events import CHANGED, DELETED, ERROR, Change
+from config_core.errors import AccessDenied, ConfigError, IntegrationError
+from config_core.events import CHANGED, DELETED, ERROR, SECURITY_VIOLATION, Change
 from config_core.layout import Namespace
 from config_core.masking import mask_for_key
 from config_core.schemas import SCHEMAS_KEY, SchemaError, Schemas
@@ -81,6 +81,8 @@ class ConfigService:
                                                    "null", emit=True))
         except Missing:
             raise KeyError(key) from None
+        except AccessDenied as exc:
+            raise await self._refuse(exc, changed_by) from None
         await self._dispatch_inline()
         return SetResult("applied", key, version, change.event_id)
 
@@ -89,6 +91,8 @@ class ConfigService:
         try:
             change = self._change(CHANGED, check_key(key), value, changed_by, reason, metadata)
             version = await self._apply(change, emit)
+        except AccessDenied as exc:
+            raise await self._refuse(exc, changed_by, value) from None
         except ConfigError as exc:
             if emit:
                 await self._report_error(key, value, exc, changed_by, reason)
@@ -143,6 +147,22 @@ class ConfigService:
         await self.store.write(event_only(change, _dumps(masked)))
         await self._dispatch_inline()
         return change.event_id
+
+    async def _refuse(self, denied: AccessDenied, changed_by: str | None,
+                      value: Any = None) -> AccessDenied:
+        """Report a refused write as ``security.violation``; return the error to raise."""
+        error = AccessDenied(denied.key, role=denied.role, needed=denied.needed, user=changed_by)
+        metadata = {"error": str(error), "required_role": error.needed, "role": error.role}
+        try:
+            await self.emit_event(SECURITY_VIOLATION, denied.key, value=value,
+                                  changed_by=changed_by, metadata=metadata)
+        except (ConfigError, IntegrationError, RedisError) as exc:
+            log.warning("security.violation event for %r not recorded: %s", denied.key, exc)
+        return error
+
+    async def get_role(self, email: str) -> str | None:
+        """The role the identity directory gives ``email``: admin, write, read or None."""
+        return await self.store.redis.hget(self.namespace.roles, email.lower())
 
     async def _report_error(self, key: Any, value: Any, error: ConfigError,
                             changed_by: str | None, reason: str | None) -> None:

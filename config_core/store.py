@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from config_core import settings
-from config_core.errors import IntegrationError
+from config_core.errors import AccessDenied, IntegrationError
 from config_core.events import Change
 from config_core.layout import DETAIL_SUFFIX, NAMESPACES_KEY, Namespace
 from config_core.store_lua import WRITE_SCRIPT
@@ -54,7 +54,7 @@ class Write:
             change.event_head(self.masked_event_json) if self.emit else "",
             "" if self.op == "event" else
             change.history_head(masked_value_json=self.masked_json, local_only=not self.emit),
-            self.schemas_version]
+            self.schemas_version, change.changed_by or ""]
         if self.expected_version is not None or self.old_masked_json or self.registry:
             args += ["" if self.expected_version is None else self.expected_version,
                      self.old_masked_json, *(self.registry or ("", ""))]
@@ -65,6 +65,12 @@ def event_only(change: Change, masked_value_json: str) -> Write:
     """A write that records only an event (config.error, deployment.finished, ...)."""
     return Write("event", change.key, "null", masked_value_json, change, masked_value_json,
                  emit=True)
+
+
+def write_sync(client: Any, ns: Namespace, write: Write) -> int:
+    """Apply ``write`` from synchronous code (workers); same script, same refusals."""
+    reply = client.register_script(WRITE_SCRIPT)(keys=[], args=write.args(ns))
+    return version_from(reply, ns, write.change.key)
 
 
 def version_from(reply: list[Any], ns: Namespace, key: str) -> int:
@@ -78,6 +84,8 @@ def version_from(reply: list[Any], ns: Namespace, key: str) -> int:
         raise Missing(key)
     if status == "schemas":
         raise SchemasChanged(int(reply[1]))
+    if status == "denied":
+        raise AccessDenied(key, role=reply[1] or None, needed=reply[2])
     if status == "backlog":
         raise IntegrationError(
             f"change to {key!r} was not applied: the outbox holds {reply[1]} undelivered "

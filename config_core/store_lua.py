@@ -18,9 +18,9 @@ from config_core.settings import DEFAULT_MAX_BACKLOG, HISTORY_MAX
 WRITE_SCRIPT = Template("""
 -- ARGV: 1 namespace prefix 'apgcfg:{tenant}:{env}:', 2 op (set|delete|event), 3 storage key,
 --       4 value json, 5 masked json ('' = same as the value), 6 event head ('' = no event),
---       7 history head, 8 version of integrations.schemas the value was checked against;
---       optional: 9 expected version, 10 old masked json override, 11 registry field,
---       12 registry class path
+--       7 history head, 8 version of integrations.schemas the value was checked against,
+--       9 who asks (changed_by, '' = nobody); optional: 10 expected version,
+--       11 old masked json override, 12 registry field, 13 registry class path
 -- op 'event' records only the event (config.error, deployment.finished, ...).
 local prefix, op, key = ARGV[1], ARGV[2], ARGV[3]
 local value_key = prefix .. 'cfg:' .. key
@@ -33,13 +33,25 @@ local schemas = redis.call('HGET', prefix .. 'cfg:integrations.schemas', 'versio
 if op == 'set' and schemas ~= ARGV[8] then
   return {'schemas', schemas}
 end
-if ARGV[9] and ARGV[9] ~= '' and tonumber(ARGV[9]) ~= version then
+if op ~= 'event' then
+  local access = redis.call('HGET', prefix .. 'cfg:integrations.access', 'value')
+  if access and cjson.decode(access)['enforce'] == true then
+    local rank = {read = 1, write = 2, admin = 3}
+    local role = redis.call('HGET', prefix .. 'roles', string.lower(ARGV[9])) or ''
+    local needed = 'write'
+    if string.sub(key, 1, 13) == 'integrations.' then needed = 'admin' end
+    if (rank[role] or 0) < rank[needed] then
+      return {'denied', role, needed}
+    end
+  end
+end
+if ARGV[10] and ARGV[10] ~= '' and tonumber(ARGV[10]) ~= version then
   return {'conflict', version}
 end
 if op == 'delete' and not current[2] then
   return {'missing', version}
 end
-local old = ARGV[10]
+local old = ARGV[11]
 if not old or old == '' then old = current[2] or 'null' end
 local new_version = version + 1
 if op == 'event' then new_version = version end
@@ -73,8 +85,8 @@ end
 local history = prefix .. 'history:' .. key
 redis.call('LPUSH', history, ARGV[7] .. ',"version":' .. new_version .. '}')
 redis.call('LTRIM', history, 0, $history_max - 1)
-if ARGV[12] and ARGV[12] ~= '' then
-  redis.call('HSET', prefix .. 'connectors', ARGV[11], ARGV[12])
+if ARGV[13] and ARGV[13] ~= '' then
+  redis.call('HSET', prefix .. 'connectors', ARGV[12], ARGV[13])
 end
 return {'ok', new_version}
 """).substitute(

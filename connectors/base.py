@@ -29,6 +29,8 @@ class BaseConnector:
 
     name: ClassVar[str] = ""
     settings: ClassVar[tuple[Setting, ...]] = ()
+    receives_events: ClassVar[bool] = True
+    """False for connectors that are only read from (identity providers): never routed to."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = with_defaults(self.settings, dict(config))

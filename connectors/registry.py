@@ -52,6 +52,15 @@ def check_importable(cls: type) -> str:
     return path
 
 
+def receives_events(name: str) -> bool:
+    """False for a built-in connector that is only read from (an identity provider)."""
+    try:
+        cls = builtin_class(name)
+    except ConfigError:
+        return True  # let the delivery report what is wrong with it
+    return cls is None or cls.receives_events
+
+
 def builtin_class(name: str) -> type[BaseConnector] | None:
     """The built-in connector class registered under ``name``, if any."""
     path = BUILTIN.get(name)

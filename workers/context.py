@@ -10,8 +10,7 @@ import redis
 from config_core import settings
 from config_core.events import Change
 from config_core.layout import Namespace
-from config_core.store import event_only, version_from
-from config_core.store_lua import WRITE_SCRIPT
+from config_core.store import event_only, write_sync
 from connectors.context import DeliveryContext
 from workers import ledger
 
@@ -72,9 +71,7 @@ class RedisContext(DeliveryContext):
         change = Change(event_type, self.ns.tenant, self.ns.environment, event["key"],
                         event.get("new_value"), f"connector:{self.connector}", None,
                         {"source_event_id": self.event_id, **metadata})
-        write = event_only(change, json.dumps(event.get("new_value")))
-        reply: Any = self.client.register_script(WRITE_SCRIPT)(keys=[], args=write.args(self.ns))
-        version_from(reply, self.ns, change.key)
+        write_sync(self.client, self.ns, event_only(change, json.dumps(event.get("new_value"))))
         return change.event_id
 
     def claim_newest(self, key: str, version: int) -> int | None:

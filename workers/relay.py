@@ -171,7 +171,7 @@ class _RoutingContext:
         triggers = (json.loads(notifications) or {}).get("triggers", {}) if notifications else {}
         names = {key.split(".", 1)[1] for key in keys if key.count(".") == 1}
         known = set(registry.BUILTIN) | set(custom)
-        return cls(triggers, names & known)
+        return cls(triggers, {n for n in names & known if registry.receives_events(n)})
 
 
 def _records(client: redis.Redis, ns: Namespace, event_id: str) -> list[ledger.Record]:

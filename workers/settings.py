@@ -61,6 +61,11 @@ task_always_eager = core.eager()
 task_eager_propagates = False
 
 beat_schedule = {
+    "identity-sync-tick": {
+        "task": "workers.identity_tick",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
     "release-parked-deliveries": {
         "task": "workers.release_parked",
         "schedule": 5.0,

@@ -6,10 +6,12 @@ from typing import Any
 
 from celery import Task
 
+from config_core.layout import Namespace
 from connectors import registry
 from connectors.errors import RetryableError
-from workers import parking, services
+from workers import identity, parking, services
 from workers.celery_app import app
+from workers.identity import due_syncs
 from workers.redis_client import client
 from workers.scheduling import publish
 from workers.settings import MAX_COUNTDOWN_S
@@ -68,3 +70,24 @@ def release_parked() -> int:
         publish(item["task"], item["args"], item["kwargs"])
         parking.done(client(), item["member"])
     return len(due)
+
+
+@app.task(name="workers.identity_tick")
+def identity_tick() -> int:
+    """Start the identity syncs that are due (celery beat runs this every minute)."""
+    started = due_syncs(client())
+    for ns, provider in started:
+        identity_sync.apply_async(args=[ns.name, provider])
+    return len(started)
+
+
+@app.task(name="workers.identity_sync", acks_late=True)
+def identity_sync(namespace: str, provider: str) -> dict[str, Any]:
+    """Sync one provider's directory (all or nothing)."""
+    ns = Namespace.parse(namespace)
+    try:
+        return identity.sync(client(), ns, provider)
+    except identity.SyncFailed as exc:
+        return {"status": "error", "error": str(exc)}
+    finally:
+        identity.release(client(), ns, provider)

@@ -1,0 +1,112 @@
+"""Identity sync: fetch a provider's whole directory, then store it at once (or keep the old).
+
+Runs as the task ``workers.identity_sync`` (scheduled by ``workers.identity_tick`` on celery
+beat, every ``sync_interval`` seconds per provider) and inline from ``apgcfg identity sync``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import redis
+
+from config_core import directory
+from config_core.errors import ApgConfigError, ConfigError
+from config_core.events import Change
+from config_core.layout import NAMESPACES_KEY, Namespace
+from config_core.store import event_only, write_sync
+from connectors import registry
+from connectors.base import BaseConnector, call
+from connectors.identity import DEFAULT_SYNC_INTERVAL_S, IdentityConnector
+
+log = logging.getLogger(__name__)
+
+SYNC_FAILED = "identity.sync_failed"
+"""Event emitted when a sync fails (the previous directory stays in force)."""
+
+LOCK_S = 300
+"""A provider being synced is not scheduled again for this long."""
+
+
+class SyncFailed(ApgConfigError):
+    """A provider's directory could not be fetched or stored; the previous one stays."""
+
+
+def providers(client: redis.Redis, ns: Namespace) -> list[str]:
+    """Identity providers configured in ``ns``."""
+    names = [name for name, path in registry.BUILTIN.items()
+             if client.hexists(ns.value(f"integrations.{name}"), "value")
+             and _is_identity(path)]
+    return sorted(names)
+
+
+def sync(client: redis.Redis, ns: Namespace, provider: str) -> dict[str, Any]:
+    """Sync one provider now; ``SyncFailed`` (after recording it) when it fails."""
+    connector = _build(client, ns, provider)
+    started = time.monotonic()
+    try:
+        users = call(connector.sync_data)["users"]
+        return directory.replace(client, ns, provider, users, time.monotonic() - started)
+    except (ApgConfigError, KeyError, TypeError) as exc:
+        error = connector.redact(f"{type(exc).__name__}: {exc}")
+        directory.record_failure(client, ns, provider, error)
+        _emit_failure(client, ns, provider, error)
+        raise SyncFailed(f"sync of {provider} failed, previous directory kept: {error}") from None
+
+
+def due(client: redis.Redis, ns: Namespace, provider: str) -> bool:
+    """Whether ``provider``'s last sync is older than its ``sync_interval``."""
+    stored: Any = client.hget(ns.value(f"integrations.{provider}"), "value")
+    interval = (json.loads(stored) or {}).get("sync_interval") if stored else None
+    last = directory.status(client, ns, provider).get("last_sync")
+    return last is None or time.time() - float(last) >= (interval or DEFAULT_SYNC_INTERVAL_S)
+
+
+def claim(client: redis.Redis, ns: Namespace, provider: str) -> bool:
+    """Take the right to sync ``provider`` now (one sync at a time)."""
+    return bool(client.set(f"{ns.prefix}dir:{provider}:lock", "1", nx=True, ex=LOCK_S))
+
+
+def release(client: redis.Redis, ns: Namespace, provider: str) -> None:
+    client.delete(f"{ns.prefix}dir:{provider}:lock")
+
+
+def due_syncs(client: redis.Redis) -> list[tuple[Namespace, str]]:
+    """Every (namespace, provider) whose sync is due and not already running."""
+    names: Any = client.smembers(NAMESPACES_KEY)
+    found = []
+    for ns in (Namespace.parse(name) for name in sorted(names)):
+        for provider in providers(client, ns):
+            if due(client, ns, provider) and claim(client, ns, provider):
+                found.append((ns, provider))
+    return found
+
+
+def _build(client: redis.Redis, ns: Namespace, provider: str) -> BaseConnector:
+    path = registry.BUILTIN.get(provider)
+    stored: Any = client.hget(ns.value(f"integrations.{provider}"), "value")
+    if path is None or not _is_identity(path):
+        raise ConfigError(f"{provider!r} is not an identity provider "
+                          f"(known: {[n for n, p in registry.BUILTIN.items() if _is_identity(p)]})")
+    if stored is None:
+        raise ConfigError(f"integrations.{provider} is not configured")
+    return registry.load(path).from_stored(provider, json.loads(stored))
+
+
+def _is_identity(path: str) -> bool:
+    try:
+        return issubclass(registry.load(path), IdentityConnector)
+    except ConfigError:
+        return False
+
+
+def _emit_failure(client: redis.Redis, ns: Namespace, provider: str, error: str) -> None:
+    change = Change(SYNC_FAILED, ns.tenant, ns.environment, f"integrations.{provider}", None,
+                    f"identity:{provider}", None, {"provider": provider, "error": error})
+    try:
+        write_sync(client, ns, event_only(change, "null"))
+    except (ApgConfigError, redis.RedisError) as exc:
+        log.warning("could not record %s for %s: %s", SYNC_FAILED, provider, exc)
