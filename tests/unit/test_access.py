@@ -7,8 +7,7 @@ import json
 import pytest
 import redis
 
-from config_core import AccessDenied, ConfigService
-from config_core import directory
+from config_core import AccessDenied, ConfigService, directory
 from config_core.access import may_write, required_role
 
 
