@@ -18,7 +18,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from config_core import supervisor
+from config_core import apikeys, supervisor
 from config_core.errors import ApgConfigError, ConfigError
 from config_core.service import ConfigService
 
@@ -33,13 +33,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "serve":
+        return _serve(args)
     try:
         result = asyncio.run(_call(args.handler, args))
     except (ApgConfigError, KeyError, RedisError) as exc:
         print(f"apgcfg {args.command}: {_message(exc)}", file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    if isinstance(result, Lines):
+        print("\n".join(result))
+    else:
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     return 0
+
+
+class Lines(list[str]):
+    """A command result printed as plain lines (the last one alone, for scripts)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-flower", action="store_true", help="do not start Flower")
     run.add_argument("--concurrency", type=_positive_int, default=2,
                      help="worker pool processes (default 2)")
+    serve = commands.add_parser("serve", parents=[common], help="serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_positive_int, default=8080)
     for name, (handler, help_text, arguments) in _COMMANDS.items():
         sub = commands.add_parser(name, parents=[common], help=help_text)
         for flags, options in arguments:
@@ -148,6 +160,33 @@ async def _health(service: ConfigService, args: argparse.Namespace) -> dict[str,
     return await service.check_integration_health()
 
 
+async def _apikeys(service: ConfigService, args: argparse.Namespace) -> Any:
+    redis, ns = service.store.redis, service.namespace
+    if args.action == "create":
+        if not args.role:
+            raise ConfigError("apikeys create needs --role read|write|admin")
+        key, record = await apikeys.create(redis, ns, args.role, args.name or "", args.owner)
+        return Lines([json.dumps(record.public()), "store this key now; it is not shown again:",
+                      key])
+    if args.action == "list":
+        return [record.public() for record in await apikeys.listing(redis, ns)]
+    if not args.id:
+        raise ConfigError("apikeys revoke needs the key's id (see apikeys list)")
+    return (await apikeys.revoke(redis, ns, args.id)).public()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from config_core.api import create_app
+
+    service = ConfigService(redis_url=getattr(args, "redis_url", None),
+                            environment=getattr(args, "environment", None),
+                            tenant=getattr(args, "tenant", None))
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 async def _role(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
     return {"email": args.email, "role": await service.get_role(args.email)}
 
@@ -196,6 +235,13 @@ _COMMANDS: dict[str, tuple[Handler, str, list[tuple[tuple[str, ...], dict[str, A
         _EVENT, (("--connector",), {"help": "only this connector"}),
     ]),
     "health": (_health, "check every configured connector", []),
+    "apikeys": (_apikeys, "create, list or revoke API keys of the HTTP API", [
+        (("action",), {"choices": ["create", "list", "revoke"]}),
+        (("id",), {"nargs": "?", "help": "key id, for revoke"}),
+        (("--role",), {"choices": ["read", "write", "admin"], "help": "for create"}),
+        (("--name",), {"help": "a label, for create"}),
+        (("--owner",), {"help": "e-mail the key's changes are attributed to (changed_by)"}),
+    ]),
     "role": (_role, "print the role the identity directory gives EMAIL", [
         (("email",), {"help": "user e-mail"}),
     ]),

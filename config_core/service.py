@@ -267,6 +267,14 @@ class ConfigService:
             raise KeyError(key)
         return default
 
+    async def get_entry(self, key: str) -> dict[str, Any]:
+        """``{"key", "value", "version"}`` of a key that has a value; ``KeyError`` otherwise."""
+        check_key(key)
+        stored, version = await self.store.read(key)
+        if stored is None:
+            raise KeyError(key)
+        return {"key": key, "value": json.loads(stored), "version": version}
+
     async def get_configs(self, prefix: str = "") -> dict[str, Any]:
         """Every key starting with ``prefix`` and its value."""
         keys = await self.store.keys_with_prefix(prefix)

@@ -1,0 +1,201 @@
+"""The HTTP API (``apgcfg serve``): configs, history and deliveries behind API keys.
+
+FastAPI, because the OpenAPI document is generated from the same type declarations that
+validate each request: the published document cannot drift from the code, a bad body gets a
+422 naming the field, and schemathesis can fuzz the server from that document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
+from starlette.routing import Match
+
+from config_core import apikeys
+from config_core.access import RANK, required_role
+from config_core.errors import AccessDenied, ConfigError, IntegrationError
+from config_core.service import ConfigService
+from config_core.validation import MAX_KEY_LENGTH
+
+KEY_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+KeyPath = Annotated[str, Path(pattern=KEY_PATTERN, max_length=MAX_KEY_LENGTH,
+                              description="Dotted config key, e.g. app.database.host")]
+
+
+class Problem(BaseModel):
+    """An error: what went wrong, in one sentence."""
+
+    detail: str
+
+
+class ConfigEntry(BaseModel):
+    key: str
+    value: Any
+    version: int
+
+
+class ConfigWrite(BaseModel):
+    value: Any = Field(description="Any JSON value, at most 64 KiB encoded")
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class WriteResult(BaseModel):
+    status: str
+    key: str
+    version: int | None
+    event_id: str | None
+
+
+class ConfigList(BaseModel):
+    items: dict[str, Any]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No API key, or an unknown or revoked one"},
+    403: {"model": Problem, "description": "The key's role may not do this"},
+    422: {"model": Problem, "description": "A bad parameter or body; the detail names it"},
+}
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS, 503: {"model": Problem, "description": "The change could not be recorded"}}
+
+bearer = HTTPBearer(auto_error=False, description="An API key from `apgcfg apikeys create`")
+
+
+def create_app(service: ConfigService | None = None) -> FastAPI:
+    """The ASGI application, serving ``service`` (or one built from the environment)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.service = service or ConfigService()
+        yield
+        await app.state.service.close()
+
+    app = FastAPI(title="APG Central Configuration", version="1", lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(405, _method_not_allowed)
+    _routes(app)
+    return app
+
+
+def _service(request: Request) -> ConfigService:
+    service: ConfigService = request.app.state.service
+    return service
+
+
+async def _caller(request: Request, credentials: Annotated[
+        HTTPAuthorizationCredentials | None, Depends(bearer)]) -> apikeys.ApiKey:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorized("an API key is required: Authorization: Bearer <key>")
+    svc = _service(request)
+    record = await apikeys.authenticate(svc.store.redis, svc.namespace, credentials.credentials)
+    if record is None:
+        raise _unauthorized("the API key is unknown or revoked")
+    return record
+
+
+Caller = Annotated[apikeys.ApiKey, Depends(_caller)]
+Service = Annotated[ConfigService, Depends(_service)]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _require(caller: apikeys.ApiKey, role: str, what: str) -> None:
+    if RANK[caller.role] < RANK[role]:
+        raise HTTPException(403, f"{what} needs the {role} role; this key has {caller.role}")
+
+
+def _routes(app: FastAPI) -> None:
+    @app.get("/healthz", responses={503: {"model": Problem}})
+    async def healthz(svc: Service) -> dict[str, str]:
+        try:
+            await svc.store.redis.ping()
+        except RedisError as exc:
+            raise HTTPException(503, "Redis is unreachable") from exc
+        return {"status": "ok"}
+
+    @app.get("/v1/configs", responses=ERRORS)
+    async def list_configs(svc: Service, caller: Caller,
+                           prefix: Annotated[str, Query(max_length=MAX_KEY_LENGTH)] = ""
+                           ) -> ConfigList:
+        _require(caller, "read", "reading")
+        return ConfigList(items=await svc.get_configs(prefix))
+
+    @app.get("/v1/configs/{key}", responses={**ERRORS, 404: {"model": Problem}})
+    async def get_config(key: KeyPath, svc: Service, caller: Caller) -> ConfigEntry:
+        _require(caller, "read", "reading")
+        return ConfigEntry(**await _entry(svc, key))
+
+    @app.put("/v1/configs/{key}", responses={
+        **WRITE_ERRORS, 400: {"model": Problem, "description": "The body is not JSON"}})
+    async def put_config(key: KeyPath, body: ConfigWrite, svc: Service,
+                         caller: Caller) -> WriteResult:
+        _require(caller, required_role(key), f"writing {key}")
+        return await _write(lambda: svc.set_config(key, body.value, changed_by=caller.caller,
+                                                   reason=body.reason))
+
+    @app.delete("/v1/configs/{key}", responses={**WRITE_ERRORS, 404: {"model": Problem}})
+    async def delete_config(key: KeyPath, svc: Service, caller: Caller) -> WriteResult:
+        _require(caller, required_role(key), f"deleting {key}")
+        return await _write(lambda: svc.delete_config(key, changed_by=caller.caller))
+
+    @app.get("/v1/configs/{key}/history", responses=ERRORS)
+    async def history(key: KeyPath, svc: Service, caller: Caller,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+        _require(caller, "read", "reading")
+        return await svc.history(key, limit)
+
+    @app.get("/v1/events/{event_id}/deliveries", responses=ERRORS)
+    async def deliveries(event_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
+                         svc: Service, caller: Caller) -> list[dict[str, Any]]:
+        _require(caller, "read", "reading")
+        return await svc.get_deliveries(event_id)
+
+
+async def _entry(svc: ConfigService, key: str) -> dict[str, Any]:
+    try:
+        return await svc.get_entry(key)
+    except KeyError:
+        raise HTTPException(404, f"{key!r} has no value") from None
+
+
+async def _write(action: Callable[[], Awaitable[Any]]) -> WriteResult:
+    try:
+        result = await action()
+    except KeyError as exc:
+        raise HTTPException(404, f"{exc.args[0]!r} has no value") from None
+    except AccessDenied as exc:
+        raise HTTPException(403, str(exc)) from None
+    except ConfigError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except (IntegrationError, RedisError) as exc:
+        raise HTTPException(503, str(exc)) from None
+    return WriteResult(status=result.status, key=result.key, version=result.version,
+                       event_id=result.event_id)
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    """405 with an ``Allow`` header listing every method of the path, not just one route's."""
+    allowed: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            allowed |= set(getattr(route, "methods", None) or ())
+    return JSONResponse({"detail": "Method Not Allowed"}, status_code=405,
+                        headers={"Allow": ", ".join(sorted(allowed))})
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bad request as one sentence naming the field (``body.value: Field required``)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    problems = [f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in errors]
+    return JSONResponse({"detail": "; ".join(problems)}, status_code=422)

@@ -1,0 +1,103 @@
+"""The HTTP API as a client sees it: a real `apgcfg serve` process on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import redis_url
+from tests.integration.apiserver import ApiServer
+
+pytestmark = pytest.mark.integration
+
+API_DB = 9
+
+
+@pytest.fixture(scope="module")
+def api(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    server = ApiServer(redis_url(API_DB), "apitest", tmp_path_factory.mktemp("api"))
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def keys(api: ApiServer) -> dict[str, str]:
+    return {role: api.new_key(role) for role in ("read", "write", "admin")}
+
+
+def call(api: ApiServer, method: str, path: str, key: str | None = None,
+         **kwargs: object) -> requests.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return requests.request(method, f"{api.url}{path}", headers=headers, timeout=10, **kwargs)
+
+
+def test_api__no_key_or_bad_key__401(api: ApiServer, keys: dict[str, str]) -> None:
+    for key in (None, "apg_nope_nope", keys["read"] + "x", "not-a-key"):
+        response = call(api, "GET", "/v1/configs", key)
+        assert response.status_code == 401, key
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_api__write_then_read__values_versions_history(api: ApiServer,
+                                                        keys: dict[str, str]) -> None:
+    # Given a writer / When it puts a key twice
+    first = call(api, "PUT", "/v1/configs/app.api.host", keys["write"], json={"value": "a"})
+    second = call(api, "PUT", "/v1/configs/app.api.host", keys["write"],
+                  json={"value": {"h": "b"}, "reason": "move"})
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert second.json()["version"] == first.json()["version"] + 1
+    # Then a reader sees the value, the list and the history (attributed to the key)
+    entry = call(api, "GET", "/v1/configs/app.api.host", keys["read"]).json()
+    assert entry == {"key": "app.api.host", "value": {"h": "b"},
+                     "version": second.json()["version"]}
+    listed = call(api, "GET", "/v1/configs", keys["read"], params={"prefix": "app.api."}).json()
+    assert listed == {"items": {"app.api.host": {"h": "b"}}}
+    history = call(api, "GET", "/v1/configs/app.api.host/history", keys["read"]).json()
+    assert [(h["changed_by"], h["reason"]) for h in history[:2]] == [
+        ("apikey:test-write", "move"), ("apikey:test-write", None)]
+    deliveries = call(api, "GET", f"/v1/events/{second.json()['event_id']}/deliveries",
+                      keys["read"])
+    assert deliveries.status_code == 200 and deliveries.json() == []
+
+
+def test_api__weak_role__403(api: ApiServer, keys: dict[str, str]) -> None:
+    assert call(api, "PUT", "/v1/configs/app.x", keys["read"],
+                json={"value": 1}).status_code == 403
+    refused = call(api, "PUT", "/v1/configs/integrations.batching", keys["write"],
+                   json={"value": {"max_retries": 1}})
+    assert refused.status_code == 403 and "admin" in refused.json()["detail"]
+    assert call(api, "PUT", "/v1/configs/integrations.batching", keys["admin"],
+                json={"value": {"max_retries": 1}}).status_code == 200
+
+
+def test_api__bad_body__422_naming_the_field(api: ApiServer, keys: dict[str, str]) -> None:
+    missing = call(api, "PUT", "/v1/configs/app.x", keys["write"], json={"reason": "x"})
+    assert missing.status_code == 422 and "body.value" in missing.json()["detail"]
+    bad_config = call(api, "PUT", "/v1/configs/integrations.discord", keys["admin"],
+                      json={"value": {"webhook_url": "ftp://x"}})
+    assert bad_config.status_code == 422
+    assert "integrations.discord.webhook_url" in bad_config.json()["detail"]
+    bad_key = call(api, "GET", "/v1/configs/bad..key", keys["read"])
+    assert bad_key.status_code == 422 and "path.key" in bad_key.json()["detail"]
+
+
+def test_api__delete__404_when_missing(api: ApiServer, keys: dict[str, str]) -> None:
+    call(api, "PUT", "/v1/configs/app.gone", keys["write"], json={"value": 1})
+    assert call(api, "DELETE", "/v1/configs/app.gone", keys["write"]).status_code == 200
+    assert call(api, "DELETE", "/v1/configs/app.gone", keys["write"]).status_code == 404
+    assert call(api, "GET", "/v1/configs/app.gone", keys["read"]).status_code == 404
+
+
+def test_apikeys__listed_hashed_and_revocable(api: ApiServer, tmp_path: Path) -> None:
+    key = api.new_key("read")
+    listed = api.cli("apikeys", "list")
+    assert listed.returncode == 0 and key.split("_", 2)[2] not in listed.stdout
+    key_id = key.split("_", 2)[1]
+    assert call(api, "GET", "/v1/configs", key).status_code == 200
+    assert api.cli("apikeys", "revoke", key_id).returncode == 0
+    assert call(api, "GET", "/v1/configs", key).status_code == 401
