@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from config_core.masking import MASK, redact, secret_strings
 from connectors.context import DeliveryContext, FollowUp, MemoryContext
-from connectors.errors import ConnectorError, Misconfigured, TransportError
+from connectors.errors import ConnectorError, Misconfigured, TransportError, Unavailable
 from connectors.settings import (
     ENV_REF_RE,
     Setting,
@@ -77,8 +77,8 @@ class BaseConnector:
 
         ``create`` makes the object and returns a reference to it (ids, URL); ``find`` looks for
         one an earlier attempt may have made (by the event's fingerprint). ``find`` runs only
-        when an earlier attempt's outcome is unknown: it sent the request and then died, or
-        timed out waiting for the answer.
+        when an earlier attempt's outcome is unknown: it sent the request and then died, timed
+        out waiting for the answer, or got a 5xx (which some vendors send after creating).
         """
         record = self.context.created(step)
         if record and record["state"] == "created":
@@ -91,8 +91,8 @@ class BaseConnector:
         self.context.mark(step, "creating")
         try:
             ref = create()
-        except TransportError:
-            raise  # the request may have reached the vendor: the next attempt looks first
+        except (TransportError, Unavailable):
+            raise  # the vendor may have made it (no answer, or a 5xx): the next attempt looks
         except ConnectorError:
             self.context.forget(step)  # the vendor answered no: nothing was created
             raise
