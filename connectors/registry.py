@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 BUILTIN: dict[str, str] = {
     "discord": "connectors.discord.DiscordConnector",
     "slack": "connectors.slack.SlackConnector",
+    "zendesk": "connectors.zendesk.ZendeskConnector",
 }
 """Registry key → importable class path of every connector shipped with the project."""
 

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from connectors import AuthError, BaseConnector, RateLimited, registry
+from connectors.identity import IdentityConnector
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.server import ServerBase
 from tests.fakes.slack import FakeSlack
+from tests.fakes.zendesk import FakeZendesk
 from tests.unit.samples import make_event
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "connectors.md"
@@ -22,10 +24,15 @@ EVENT = make_event()
 FAKES: dict[str, tuple[type[ServerBase], Callable[[Any], dict[str, Any]]]] = {
     "discord": (FakeDiscord, lambda fake: {"webhook_url": fake.add_webhook()}),
     "slack": (FakeSlack, lambda fake: {"webhook_url": fake.add_webhook()}),
+    "zendesk": (FakeZendesk, lambda fake: {"base_url": fake.base_url, "email": fake.email,
+                                           "api_token": fake.api_token,
+                                           "ticket_all_changes": True}),
 }
 """Every built-in connector, the fake of its vendor, and a minimal config against that fake."""
 
 BUILTINS = sorted(registry.BUILTIN)
+IDENTITY = [n for n in BUILTINS if issubclass(registry.load(registry.BUILTIN[n]),
+                                              IdentityConnector)]
 
 
 def test_contract__every_builtin_connector__has_a_fake_here() -> None:
@@ -63,7 +70,7 @@ def test_send__vendor_answers_401__auth_error_without_secret(name: str) -> None:
         connector = _build(name, make_config(fake))
         fake.fail_next(401)
         with pytest.raises(AuthError) as caught:
-            connector.send_notification(EVENT)
+            act(connector)
         assert all(secret not in str(caught.value) for secret in connector.secrets())
 
 
@@ -74,16 +81,32 @@ def test_send__vendor_answers_429__rate_limited_with_vendor_wait(name: str) -> N
         connector = _build(name, make_config(fake))
         fake.fail_next(429, retry_after_s=7)
         with pytest.raises(RateLimited) as caught:
-            connector.send_notification(EVENT)
+            act(connector)
         assert caught.value.retry_after_s is not None and caught.value.retry_after_s >= 7
 
 
-@pytest.mark.parametrize("name", BUILTINS)
+@pytest.mark.parametrize("name", [n for n in BUILTINS if n not in IDENTITY])
 def test_send__vendor_accepts__message_recorded(name: str) -> None:
     fake_cls, make_config = FAKES[name]
     with fake_cls() as fake:
         _build(name, make_config(fake)).send_notification(EVENT)
         assert len(fake.messages()) == 1
+
+
+@pytest.mark.parametrize("name", IDENTITY)
+def test_directory__vendor_answers__users_with_valid_roles(name: str) -> None:
+    fake_cls, make_config = FAKES[name]
+    with fake_cls() as fake:
+        users = _build(name, make_config(fake)).directory()  # type: ignore[attr-defined]
+        assert users and all(u.role in (None, "read", "write", "admin") for u in users)
+        assert all(u.role is None for u in users if not u.active)
+
+
+def act(connector: BaseConnector) -> Any:
+    """What the connector does for a living: deliver an event, or read a directory."""
+    if isinstance(connector, IdentityConnector):
+        return connector.directory()
+    return connector.send_notification(EVENT)
 
 
 def _build(name: str, config: dict[str, Any]) -> BaseConnector:
