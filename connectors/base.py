@@ -32,6 +32,10 @@ class BaseConnector:
     receives_events: ClassVar[bool] = True
     """False for connectors that are only read from (identity providers): never routed to."""
 
+    batched: ClassVar[bool] = False
+    """True for connectors that always send in batches (Splunk HEC): deliveries are buffered
+    in Redis and flushed by ``batch_size`` / ``flush_interval`` (see ``batch_policy``)."""
+
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = with_defaults(self.settings, dict(config))
         self.context: DeliveryContext = MemoryContext()
@@ -66,6 +70,26 @@ class BaseConnector:
     def health_check(self) -> bool:
         """True when the vendor is reachable with this config."""
         return True
+
+    def batch_policy(self, event: dict[str, Any], batching: dict[str, Any]
+                     ) -> tuple[int, float] | None:
+        """``(batch_size, flush_interval_s)`` to buffer ``event``, or None to send it now.
+
+        ``batching`` is ``integrations.batching`` (empty when unset). Batched connectors read
+        their own settings; others send each event on its own.
+        """
+        return None
+
+    def prepare(self, event: dict[str, Any]) -> Any:
+        """One event, ready to be part of a batch (a JSON value); runs in a chord's header."""
+        return event
+
+    def send_batch(self, items: list[Any]) -> Any:
+        """Send prepared items as few requests as the vendor allows; runs as the chord's body.
+
+        Raise ``PartialFailure`` when the vendor accepted only the items before one it refused.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not send batches")
 
     def follow_up(self, state: dict[str, Any]) -> FollowUp | None:
         """Continue work scheduled with ``context.follow_up``; return the next step or None."""

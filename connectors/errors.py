@@ -6,6 +6,7 @@
         │   ├── RateLimited             the vendor said 429 (or its own busy code)
         │   ├── Unavailable             5xx, or the vendor said it is overloaded
         │   └── TransportError          connection refused or reset, timeout, TLS failure
+        ├── PartialFailure              a batch was accepted up to one refused item
         ├── Skipped                     the connector chose not to act (filtered, stale)
         └── PermanentError              retrying cannot help; the delivery goes dead at once
             ├── AuthError               401 / 403: a bad or revoked credential
@@ -48,6 +49,19 @@ class Unavailable(RetryableError):
 
 class TransportError(RetryableError):
     """The request did not complete: connection, TLS or timeout failure."""
+
+
+class PartialFailure(ConnectorError):
+    """A batch was cut short: items before ``failed_index`` were accepted, that one refused.
+
+    ``error`` says why the item at ``failed_index`` was refused (permanent: it is dead); the
+    items after it were not processed and are sent again.
+    """
+
+    def __init__(self, message: str, *, failed_index: int, error: ConnectorError) -> None:
+        super().__init__(message)
+        self.failed_index = failed_index
+        self.error = error
 
 
 class Skipped(ConnectorError):

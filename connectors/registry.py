@@ -14,6 +14,8 @@ BUILTIN: dict[str, str] = {
     "discord": "connectors.discord.DiscordConnector",
     "slack": "connectors.slack.SlackConnector",
     "zendesk": "connectors.zendesk.ZendeskConnector",
+    "github": "connectors.github.GitHubConnector",
+    "jenkins": "connectors.jenkins.JenkinsConnector",
 }
 """Registry key → importable class path of every connector shipped with the project."""
 

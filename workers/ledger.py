@@ -17,7 +17,9 @@ RETRYING = "retrying"
 DELIVERED = "delivered"
 DEAD = "dead"
 SKIPPED = "skipped"
-FINAL = frozenset({DELIVERED, SKIPPED})
+BATCHED = "batched"
+"""Waiting in a connector's buffer for its batch to be flushed."""
+FINAL = frozenset({DELIVERED, SKIPPED, BATCHED})
 """Statuses after which a redelivered task does nothing."""
 
 

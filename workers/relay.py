@@ -24,7 +24,8 @@ from config_core import settings
 from config_core.layout import DISPATCH_GROUP, NAMESPACES_KEY, Namespace
 from config_core.routing import route
 from connectors import registry
-from workers import ledger, parking
+from workers import batching, ledger, parking
+from workers.flush import FLUSH_TASK, RUN_TASK
 from workers.redis_client import connect, using
 from workers.scheduling import publish
 
@@ -100,6 +101,11 @@ class Relay:
         for item in parking.take_due(self.client):
             publish(item["task"], item["args"], item["kwargs"])
             parking.done(self.client, item["member"])
+        for ns, connector, batch_id in batching.expired(self.client):
+            log.info("outbox relay: running batch %s of %s again", batch_id, connector)
+            publish(RUN_TASK, [ns.name, connector, batch_id], {})
+        for ns, connector in batching.overdue(self.client):
+            publish(FLUSH_TASK, [ns.name, connector], {})
 
     def dispatch(self, ns: Namespace, entries: list[Any]) -> None:
         """Publish the deliveries of ``entries``, then acknowledge and delete them."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from config_core.layout import Namespace
 from connectors import registry
 from connectors.base import BaseConnector, call
 from connectors.errors import PermanentError, RetryableError, Skipped
-from workers import ledger
+from workers import batching, ledger
 from workers.context import RedisContext
 from workers.redis_client import client
 from workers.scheduling import publish
@@ -53,7 +54,12 @@ class _Loaded:
     record: ledger.Record
     config: dict[str, Any] | None
     class_path: str | None
-    max_retries: int
+    batching: dict[str, Any]
+
+    @property
+    def max_retries(self) -> int:
+        configured = self.batching.get("max_retries")
+        return DEFAULT_MAX_RETRIES if configured is None else int(configured)
 
 
 def deliver(namespace: str, event_id: str, name: str, urgency: str) -> Outcome:
@@ -81,6 +87,9 @@ def _attempt(ns: Namespace, event_id: str, name: str, loaded: _Loaded) -> Outcom
         connector = _build(name, loaded)
         connector.context = RedisContext(client(), ns, loaded.event or {}, name,
                                          schedule_follow_up)
+        policy = connector.batch_policy(loaded.event or {}, loaded.batching)
+        if policy is not None and connector.wants(loaded.event or {}):
+            return _buffer(ns, event_id, name, record, policy)
         result = _send(connector, loaded.event or {})
     except Skipped as exc:
         record.detail["skipped"] = _text(exc, connector)
@@ -96,6 +105,22 @@ def _attempt(ns: Namespace, event_id: str, name: str, loaded: _Loaded) -> Outcom
     if isinstance(result, dict):
         record.detail.update(result)
     return _finish(ns, event_id, record.mark(ledger.DELIVERED))
+
+
+def _buffer(ns: Namespace, event_id: str, name: str, record: ledger.Record,
+            policy: tuple[int, float]) -> Outcome:
+    """Park the event in the connector's buffer; a full buffer is flushed at once."""
+    from workers.flush import schedule_flush
+
+    record.attempts -= 1  # nothing was sent yet
+    waiting, since = batching.append(client(), ns, name, event_id, policy)
+    outcome = _finish(ns, event_id, record.mark(ledger.BATCHED))
+    size, interval_s = policy
+    if waiting >= size:
+        schedule_flush(ns, name)
+    elif waiting == 1:
+        schedule_flush(ns, name, max(0.0, since + interval_s - time.time()))
+    return outcome
 
 
 def _send(connector: BaseConnector, event: dict[str, Any]) -> Any:
@@ -139,18 +164,37 @@ def _load(ns: Namespace, event_id: str, name: str, urgency: str) -> _Loaded:
     pipe.hget(ns.connectors, name)
     pipe.hget(ns.value("integrations.batching"), "value")
     event, record, config, class_path, batching = pipe.execute()
-    max_retries = (json.loads(batching) or {}).get("max_retries") if batching else None
     return _Loaded(
         event=json.loads(event) if event else None,
         record=ledger.Record.from_json(record) if record else ledger.Record.new(name, urgency),
         config=json.loads(config) if config else None,
         class_path=class_path,
-        max_retries=DEFAULT_MAX_RETRIES if max_retries is None else int(max_retries),
+        batching=(json.loads(batching) or {}) if batching else {},
     )
 
 
-def _build(name: str, loaded: _Loaded) -> BaseConnector:
+def build_for(ns: Namespace, event_id: str, name: str
+              ) -> tuple[BaseConnector, dict[str, Any]] | None:
+    """Connector ``name`` and the event, or None when the event has expired."""
+    loaded = _load(ns, event_id, name, "low")
     if loaded.event is None:
+        return None
+    return _build(name, loaded), loaded.event
+
+
+def build_connector(ns: Namespace, name: str) -> BaseConnector:
+    """Connector ``name`` as configured now (for work not tied to one event)."""
+    loaded = _load(ns, "-", name, "low")
+    return _build(name, loaded, need_event=False)
+
+
+def max_retries(ns: Namespace) -> int:
+    """``integrations.batching.max_retries`` of ``ns``, or the default."""
+    return _load(ns, "-", "-", "low").max_retries
+
+
+def _build(name: str, loaded: _Loaded, need_event: bool = True) -> BaseConnector:
+    if need_event and loaded.event is None:
         raise ConfigError("the event has expired or was never dispatched")
     if loaded.config is None:
         raise ConfigError(f"integrations.{name} is not configured any more")
@@ -182,6 +226,6 @@ def _finish(ns: Namespace, event_id: str, record: ledger.Record,
 
 
 def _text(exc: BaseException, connector: BaseConnector | None) -> str:
-    text = str(exc) if isinstance(exc, (PermanentError, RetryableError, ConfigError)) \
+    text = str(exc) if isinstance(exc, (PermanentError, RetryableError, Skipped, ConfigError)) \
         else f"{type(exc).__name__}: {exc}"
     return connector.redact(text) if connector is not None else text

@@ -9,7 +9,7 @@ from celery import Task
 from config_core.layout import Namespace
 from connectors import registry
 from connectors.errors import RetryableError
-from workers import identity, parking, services
+from workers import flush, identity, parking, services
 from workers.celery_app import app
 from workers.identity import due_syncs
 from workers.redis_client import client
@@ -91,3 +91,28 @@ def identity_sync(namespace: str, provider: str) -> dict[str, Any]:
         return {"status": "error", "error": str(exc)}
     finally:
         identity.release(client(), ns, provider)
+
+
+@app.task(name=flush.FLUSH_TASK)
+def flush_buffer(namespace: str, connector: str, force: bool = False) -> str:
+    """Send the next due batch of a connector's buffer (as a chord)."""
+    return flush.flush(namespace, connector, force)
+
+
+@app.task(name=flush.PREPARE_TASK, ignore_result=False, acks_late=True)
+def batch_prepare(namespace: str, connector: str, event_id: str) -> Any:
+    """Chord header: one event as the connector wants it in a batch."""
+    return flush.prepare(namespace, connector, event_id)
+
+
+@app.task(name=flush.POST_TASK, ignore_result=False, acks_late=True,
+          soft_time_limit=services.SOFT_TIME_LIMIT_S, time_limit=services.TIME_LIMIT_S)
+def batch_post(items: list[Any], namespace: str, connector: str, batch_id: str) -> None:
+    """Chord body: send the prepared events together and record each one's outcome."""
+    flush.post(items, namespace, connector, batch_id)
+
+
+@app.task(name=flush.RUN_TASK)
+def batch_run(namespace: str, connector: str, batch_id: str) -> None:
+    """Run a claimed batch (again): after a retryable failure, or when its worker died."""
+    flush.run_batch(Namespace.parse(namespace), connector, batch_id)

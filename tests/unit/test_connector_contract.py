@@ -12,6 +12,8 @@ import pytest
 from connectors import AuthError, BaseConnector, RateLimited, registry
 from connectors.identity import IdentityConnector
 from tests.fakes.discord import FakeDiscord
+from tests.fakes.github import FakeGitHub
+from tests.fakes.jenkins import FakeJenkins
 from tests.fakes.server import ServerBase
 from tests.fakes.slack import FakeSlack
 from tests.fakes.zendesk import FakeZendesk
@@ -27,6 +29,10 @@ FAKES: dict[str, tuple[type[ServerBase], Callable[[Any], dict[str, Any]]]] = {
     "zendesk": (FakeZendesk, lambda fake: {"base_url": fake.base_url, "email": fake.email,
                                            "api_token": fake.api_token,
                                            "ticket_all_changes": True}),
+    "github": (FakeGitHub, lambda fake: {
+        "token": fake.token, "api_url": fake.base_url, "auto_create_issues": True,
+        "repositories": {"config-tracking": fake.add_repo("company/config-tracking")}}),
+    "jenkins": (FakeJenkins, lambda fake: fake.config()),
 }
 """Every built-in connector, the fake of its vendor, and a minimal config against that fake."""
 

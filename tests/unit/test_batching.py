@@ -1,0 +1,102 @@
+"""Batched deliveries in eager mode: the same buffer, claim and chord code as on workers."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from config_core import ConfigService
+from tests.fakes import batch_connector
+from tests.fakes.batch_connector import ListConnector
+from workers import batching, flush
+
+
+@pytest.fixture(autouse=True)
+def clean_batches() -> None:
+    batch_connector.BATCHES.clear()
+    batch_connector.SCRIPT.clear()
+
+
+async def setup(service: ConfigService, size: int = 3) -> None:
+    await service.set_config("integrations.notifications", {"triggers": {
+        "all": {"patterns": ["app.*"], "connectors": ["sink"], "urgency": "low"}}})
+    await service.register_connector("sink", ListConnector({"batch_size": size}))
+
+
+async def statuses(service: ConfigService, event_ids: list[str]) -> list[str]:
+    return [(await service.get_deliveries(e))[0]["status"] for e in event_ids]
+
+
+async def test_buffer__fewer_than_batch_size__held_then_flushed_together(
+        service: ConfigService, raw_redis: redis.Redis) -> None:
+    # Given a batch size of 3 / When two changes arrive
+    await setup(service)
+    ids = [(await service.set_config(f"app.k{i}", i)).event_id for i in range(2)]
+    # Then both wait in the buffer, nothing is sent
+    assert batch_connector.BATCHES == [] and await statuses(service, ids) == ["batched"] * 2
+    # When the third arrives / Then one batch of three, each delivered
+    ids.append((await service.set_config("app.k2", 2)).event_id)
+    assert [[i["key"] for i in b] for b in batch_connector.BATCHES] == [
+        ["app.k0", "app.k1", "app.k2"]]
+    assert await statuses(service, ids) == ["delivered"] * 3
+    assert raw_redis.llen(batching.buffer_key(service.namespace, "sink")) == 0
+
+
+async def test_flush__interval_passed__partial_batch_sent(service: ConfigService) -> None:
+    await setup(service, size=10)
+    ids = [(await service.set_config(f"app.k{i}", i)).event_id for i in range(4)]
+    assert flush.flush(service.namespace.name, "sink") == "wait"
+    assert flush.flush(service.namespace.name, "sink", force=True) == "flushed"
+    assert [len(b) for b in batch_connector.BATCHES] == [4]
+    assert await statuses(service, ids) == ["delivered"] * 4
+
+
+async def test_batch__vendor_busy_then_ok__retried_nothing_lost_or_doubled(
+        service: ConfigService) -> None:
+    await setup(service)
+    batch_connector.SCRIPT.extend(["busy", "busy"])
+    ids = [(await service.set_config(f"app.k{i}", i)).event_id for i in range(3)]
+    assert [len(b) for b in batch_connector.BATCHES] == [3]
+    records = [(await service.get_deliveries(e))[0] for e in ids]
+    assert [(r["status"], r["attempts"]) for r in records] == [("delivered", 3)] * 3
+
+
+async def test_batch__partial_failure__earlier_delivered_bad_dead_later_resent(
+        service: ConfigService) -> None:
+    await setup(service)
+    batch_connector.SCRIPT.append("partial:1")
+    ids = [(await service.set_config(f"app.k{i}", i)).event_id for i in range(3)]
+    # the vendor kept item 0, refused item 1; item 2 went again on its own
+    assert [[i["key"] for i in b] for b in batch_connector.BATCHES] == [["app.k0"], ["app.k2"]]
+    assert await statuses(service, ids) == ["delivered", "dead", "delivered"]
+    assert "item 1 is bad" in (await service.get_deliveries(ids[1]))[0]["last_error"]
+
+
+async def test_batch__always_busy__dead_after_max_retries(service: ConfigService) -> None:
+    await setup(service)
+    await service.set_config("integrations.batching", {"max_retries": 2})
+    batch_connector.SCRIPT.extend(["busy"] * 10)
+    ids = [(await service.set_config(f"app.k{i}", i)).event_id for i in range(3)]
+    records = [(await service.get_deliveries(e))[0] for e in ids]
+    assert [(r["status"], r["attempts"]) for r in records] == [("dead", 3)] * 3
+    assert batch_connector.BATCHES == []
+
+
+async def test_claimed_batch__worker_died_before_post__run_again_once_lease_expires(
+        service: ConfigService, raw_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given three buffered events, claimed by a flush whose worker then died
+    await setup(service, size=10)
+    ids = [(await service.set_config(f"app.k{i}", i)).event_id for i in range(3)]
+    claimed = batching.claim(raw_redis, service.namespace, "sink", force=True)
+    assert claimed["status"] == "batch" and batch_connector.BATCHES == []
+    # When its lease runs out, the sweeper finds it (and only once)
+    monkeypatch.setattr(batching.time, "time", lambda: 10**10)
+    expired = batching.expired(raw_redis)
+    assert [(c, b) for _, c, b in expired if c == "sink"] == [("sink", claimed["batch_id"])]
+    flush.run_batch(service.namespace, "sink", claimed["batch_id"])
+    # Then every event is sent exactly once
+    assert [[i["key"] for i in b] for b in batch_connector.BATCHES] == [
+        ["app.k0", "app.k1", "app.k2"]]
+    assert await statuses(service, ids) == ["delivered"] * 3
+    flush.run_batch(service.namespace, "sink", claimed["batch_id"])  # a late duplicate
+    assert len(batch_connector.BATCHES) == 1
