@@ -14,6 +14,7 @@ BUILTIN: dict[str, str] = {
     "discord": "connectors.discord.DiscordConnector",
     "slack": "connectors.slack.SlackConnector",
     "zendesk": "connectors.zendesk.ZendeskConnector",
+    "jira": "connectors.jira.JiraConnector",
     "github": "connectors.github.GitHubConnector",
     "jenkins": "connectors.jenkins.JenkinsConnector",
 }

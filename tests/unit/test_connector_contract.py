@@ -14,6 +14,7 @@ from connectors.identity import IdentityConnector
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jenkins import FakeJenkins
+from tests.fakes.jira import FakeJira
 from tests.fakes.server import ServerBase
 from tests.fakes.slack import FakeSlack
 from tests.fakes.zendesk import FakeZendesk
@@ -33,6 +34,8 @@ FAKES: dict[str, tuple[type[ServerBase], Callable[[Any], dict[str, Any]]]] = {
         "token": fake.token, "api_url": fake.base_url, "auto_create_issues": True,
         "repositories": {"config-tracking": fake.add_repo("company/config-tracking")}}),
     "jenkins": (FakeJenkins, lambda fake: fake.config()),
+    "jira": (FakeJira, lambda fake: {"server_url": fake.base_url, "username": fake.username,
+                                     "api_token": fake.api_token, "default_project": "CONFIG"}),
 }
 """Every built-in connector, the fake of its vendor, and a minimal config against that fake."""
 
