@@ -16,6 +16,7 @@ BUILTIN: dict[str, str] = {
     "zendesk": "connectors.zendesk.ZendeskConnector",
     "jira": "connectors.jira.JiraConnector",
     "github": "connectors.github.GitHubConnector",
+    "gitlab": "connectors.gitlab.GitLabConnector",
     "jenkins": "connectors.jenkins.JenkinsConnector",
 }
 """Registry key → importable class path of every connector shipped with the project."""

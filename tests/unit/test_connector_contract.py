@@ -13,6 +13,7 @@ from connectors import AuthError, BaseConnector, RateLimited, registry
 from connectors.identity import IdentityConnector
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.github import FakeGitHub
+from tests.fakes.gitlab import FakeGitLab
 from tests.fakes.jenkins import FakeJenkins
 from tests.fakes.jira import FakeJira
 from tests.fakes.server import ServerBase
@@ -36,6 +37,9 @@ FAKES: dict[str, tuple[type[ServerBase], Callable[[Any], dict[str, Any]]]] = {
     "jenkins": (FakeJenkins, lambda fake: fake.config()),
     "jira": (FakeJira, lambda fake: {"server_url": fake.base_url, "username": fake.username,
                                      "api_token": fake.api_token, "default_project": "CONFIG"}),
+    "gitlab": (FakeGitLab, lambda fake: {"base_url": fake.base_url, "token": fake.token,
+                                         "project_id": fake.add_project(),
+                                         "auto_create_mrs": True}),
 }
 """Every built-in connector, the fake of its vendor, and a minimal config against that fake."""
 
