@@ -18,6 +18,7 @@ BUILTIN: dict[str, str] = {
     "github": "connectors.github.GitHubConnector",
     "gitlab": "connectors.gitlab.GitLabConnector",
     "jenkins": "connectors.jenkins.JenkinsConnector",
+    "okta": "connectors.okta.OktaConnector",
 }
 """Registry key → importable class path of every connector shipped with the project."""
 

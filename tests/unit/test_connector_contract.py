@@ -16,6 +16,7 @@ from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab
 from tests.fakes.jenkins import FakeJenkins
 from tests.fakes.jira import FakeJira
+from tests.fakes.okta import FakeOkta
 from tests.fakes.server import ServerBase
 from tests.fakes.slack import FakeSlack
 from tests.fakes.zendesk import FakeZendesk
@@ -40,6 +41,9 @@ FAKES: dict[str, tuple[type[ServerBase], Callable[[Any], dict[str, Any]]]] = {
     "gitlab": (FakeGitLab, lambda fake: {"base_url": fake.base_url, "token": fake.token,
                                          "project_id": fake.add_project(),
                                          "auto_create_mrs": True}),
+    "okta": (FakeOkta, lambda fake: {"domain": "yourcompany.okta.com", "api_token": fake.token,
+                                     "base_url": fake.base_url,
+                                     "group_mappings": {"Development Team": "write"}}),
 }
 """Every built-in connector, the fake of its vendor, and a minimal config against that fake."""
 
