@@ -11,6 +11,7 @@ import pytest
 
 from connectors import AuthError, BaseConnector, RateLimited, registry
 from connectors.identity import IdentityConnector
+from tests.fakes.azure_ad import FakeAzureAD
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab
@@ -44,6 +45,12 @@ FAKES: dict[str, tuple[type[ServerBase], Callable[[Any], dict[str, Any]]]] = {
     "okta": (FakeOkta, lambda fake: {"domain": "yourcompany.okta.com", "api_token": fake.token,
                                      "base_url": fake.base_url,
                                      "group_mappings": {"Development Team": "write"}}),
+    "azure_ad": (FakeAzureAD, lambda fake: {"tenant_id": fake.tenant_id,
+                                            "client_id": fake.client_id,
+                                            "client_secret": fake.client_secret,
+                                            "group_filter": "startswith(displayName,'APG_')",
+                                            "authority_url": fake.base_url,
+                                            "graph_url": fake.base_url}),
 }
 """Every built-in connector, the fake of its vendor, and a minimal config against that fake."""
 
