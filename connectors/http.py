@@ -8,9 +8,10 @@ outcome is unknown is never re-sent here), and ``Retry-After`` left to the Celer
 from __future__ import annotations
 
 import email.utils
+import math
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import requests
@@ -104,9 +105,26 @@ def error_for(status: int, text: str, wait_s: float | None) -> ConnectorError:
     return Rejected(text, status=status)
 
 
+RESET_HEADERS = ("x-ratelimit-reset", "x-rate-limit-reset")
+"""Rate-limit reset headers that hold an epoch second (Auth0, Okta, GitHub)."""
+
+
 def retry_after(response: requests.Response) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date), or None."""
-    return parse_retry_after(response.headers.get("Retry-After"))
+    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date), else from an epoch
+    rate-limit reset header (``RESET_HEADERS``), or None."""
+    wait = parse_retry_after(response.headers.get("Retry-After"))
+    return wait if wait is not None else reset_wait(response.headers)
+
+
+def reset_wait(headers: Mapping[str, str]) -> float | None:
+    """Seconds until the epoch second of a rate-limit reset header, rounded up; or None."""
+    for name in RESET_HEADERS:
+        try:
+            epoch = float(headers.get(name) or "")
+        except ValueError:
+            continue
+        return float(max(0, math.ceil(epoch - time.time())))
+    return None
 
 
 def parse_retry_after(value: str | None) -> float | None:

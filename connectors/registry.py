@@ -19,6 +19,7 @@ BUILTIN: dict[str, str] = {
     "gitlab": "connectors.gitlab.GitLabConnector",
     "jenkins": "connectors.jenkins.JenkinsConnector",
     "okta": "connectors.okta.OktaConnector",
+    "auth0": "connectors.auth0.Auth0Connector",
     "azure_ad": "connectors.azure_ad.AzureADConnector",
 }
 """Registry key → importable class path of every connector shipped with the project."""

@@ -11,6 +11,7 @@ import pytest
 
 from connectors import AuthError, BaseConnector, RateLimited, registry
 from connectors.identity import IdentityConnector
+from tests.fakes.auth0 import FakeAuth0
 from tests.fakes.azure_ad import FakeAzureAD
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.github import FakeGitHub
@@ -51,6 +52,12 @@ FAKES: dict[str, tuple[type[ServerBase], Callable[[Any], dict[str, Any]]]] = {
                                             "group_filter": "startswith(displayName,'APG_')",
                                             "authority_url": fake.base_url,
                                             "graph_url": fake.base_url}),
+    "auth0": (FakeAuth0, lambda fake: {"domain": "yourcompany.auth0.com",
+                                       "client_id": fake.client_id,
+                                       "client_secret": fake.client_secret,
+                                       "role_mappings": {"admin": "admin", "developer": "write",
+                                                         "viewer": "read"},
+                                       "base_url": fake.base_url}),
 }
 """Every built-in connector, the fake of its vendor, and a minimal config against that fake."""
 
