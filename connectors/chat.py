@@ -55,3 +55,48 @@ def event_title(event_type: str | None) -> str:
         return TITLES[event_type]
     words = re.sub(r"[._-]+", " ", event_type or "event").strip()
     return "🔔 " + words.title()
+
+
+DIGEST_TYPES = frozenset({"config.changed", "config.deleted"})
+"""Event types a chat digest may hold back; anything else goes out on its own."""
+
+
+def digest_policy(event: dict[str, Any], batching: dict[str, Any],
+                  critical: bool) -> tuple[int, float] | None:
+    """``(batch_size, batch_timeout)`` when ``integrations.batching`` asks for chat digests.
+
+    Off until both are set; high-urgency and critical changes (those that mention people)
+    and non-change events are never held back.
+    """
+    size, timeout = batching.get("batch_size"), batching.get("batch_timeout")
+    if not size or not timeout or size < 2:
+        return None
+    if critical or event.get("urgency") == "high" or event.get("type") not in DIGEST_TYPES:
+        return None
+    return int(size), float(timeout)
+
+
+def digest_line(event: dict[str, Any], value_limit: int = 120) -> str:
+    """One change in a digest: key, old → new, who (values shortened)."""
+    old = truncate(render_value(event.get("old_value")), value_limit)
+    new = ("(deleted)" if event.get("type") == "config.deleted"
+           else truncate(render_value(event.get("new_value")), value_limit))
+    who = event.get("changed_by") or "unknown"
+    return f"{event.get('key')}: {old} → {new} ({who})"
+
+
+def digest_title(count: int) -> str:
+    return f"🔧 {count} Configuration Changes"
+
+
+def fit_lines(lines: list[str], limit: int) -> str:
+    """Newline-joined ``lines`` within ``limit`` characters, saying how many were left out."""
+    shown: list[str] = []
+    used = 0
+    for index, line in enumerate(lines):
+        more = f"… and {len(lines) - index} more"
+        if used + len(line) + 1 > limit - len(more) - 1:
+            return "\n".join([*shown, more])
+        shown.append(line)
+        used += len(line) + 1
+    return "\n".join(shown)

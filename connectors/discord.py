@@ -15,7 +15,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from config_core.routing import matches_any
 from connectors import http
 from connectors.base import BaseConnector
-from connectors.chat import event_time, event_title, readable_time, render_value, truncate
+from connectors.chat import (
+    digest_line,
+    digest_policy,
+    digest_title,
+    event_time,
+    event_title,
+    fit_lines,
+    readable_time,
+    render_value,
+    truncate,
+)
 from connectors.errors import ConnectorError, RateLimited
 from connectors.settings import Setting, dict_of_urls, http_url, list_of_str
 
@@ -23,6 +33,7 @@ DEFAULT_USERNAME = "APG Config Bot"
 """Name the webhook posts under unless ``username`` is set."""
 
 TITLE_LIMIT, FIELD_NAME_LIMIT, FIELD_VALUE_LIMIT, CONTENT_LIMIT = 256, 256, 1024, 2000
+DESCRIPTION_LIMIT = 4000
 MAX_MENTION_IDS = 100
 """Discord's documented limits: characters, and ids per ``allowed_mentions`` list."""
 
@@ -159,6 +170,19 @@ def _mention(entry: str) -> tuple[str, str, str]:
     return entry.replace("@", "@" + ZWSP), "", ""
 
 
+def build_digest(events: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+    """One embed listing several changes (no mentions: digests hold no critical change)."""
+    lines = [defang(digest_line(event)) for event in events]
+    embed = {"title": digest_title(len(events)), "color": DEFAULT_COLOR,
+             "description": fit_lines(lines, DESCRIPTION_LIMIT),
+             "footer": {"text": FOOTER}}
+    payload: dict[str, Any] = {"username": config.get("username") or DEFAULT_USERNAME,
+                               "embeds": [embed], "allowed_mentions": {"parse": []}}
+    if config.get("avatar_url"):
+        payload["avatar_url"] = config["avatar_url"]
+    return payload
+
+
 def target_url(event: dict[str, Any], config: dict[str, Any]) -> str:
     """The first key segment naming a ``channels`` entry picks its webhook; else ``webhook_url``."""
     channels = config.get("channels") or {}
@@ -196,10 +220,29 @@ class DiscordConnector(BaseConnector):
         """Every routed event; ``critical_patterns`` only decides mentions."""
         return True
 
+    def batch_policy(self, event: dict[str, Any], batching: dict[str, Any]
+                     ) -> tuple[int, float] | None:
+        critical = matches_any(str(event.get("key", "")), self.config.get("critical_patterns")
+                               or ())
+        return digest_policy(event, batching, critical)
+
+    def send_batch(self, items: list[Any]) -> dict[str, Any]:
+        """One digest per target channel (a single change: the usual message)."""
+        if len(items) == 1:
+            return self.send_notification(items[0])
+        by_target: dict[str, list[dict[str, Any]]] = {}
+        for event in items:
+            by_target.setdefault(target_url(event, self.config), []).append(event)
+        for url, events in by_target.items():
+            self._post(url, build_digest(events, self.config))
+        return {"digest_of": len(items)}
+
     def send_notification(self, event: dict[str, Any]) -> dict[str, Any]:
         """POST the embed (``?wait=true`` so Discord confirms); raise a typed error on failure."""
-        url = with_wait(target_url(event, self.config))
-        payload = build_payload(event, self.config)
+        return self._post(target_url(event, self.config), build_payload(event, self.config))
+
+    def _post(self, target: str, payload: dict[str, Any]) -> dict[str, Any]:
+        url = with_wait(target)
         response = http.send("POST", url, secrets=self.secrets(), json=payload)
         if response.status_code >= 400:
             raise_for(response, self.secrets())

@@ -21,6 +21,7 @@ BUILTIN: dict[str, str] = {
     "okta": "connectors.okta.OktaConnector",
     "auth0": "connectors.auth0.Auth0Connector",
     "azure_ad": "connectors.azure_ad.AzureADConnector",
+    "newrelic": "connectors.new_relic.NewRelicConnector",
 }
 """Registry key → importable class path of every connector shipped with the project."""
 

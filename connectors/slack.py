@@ -13,7 +13,16 @@ from typing import Any
 from config_core.routing import matches_any
 from connectors import http
 from connectors.base import BaseConnector
-from connectors.chat import ELLIPSIS, event_title, readable_time, render_value, truncate
+from connectors.chat import (
+    ELLIPSIS,
+    digest_line,
+    digest_policy,
+    digest_title,
+    event_title,
+    readable_time,
+    render_value,
+    truncate,
+)
 from connectors.settings import Setting, http_url, list_of_str, max_length
 
 DEFAULT_USERNAME = "APG Config Bot"
@@ -23,6 +32,8 @@ HEADER_LIMIT = 150
 FIELD_LIMIT = 2000
 SECTION_LIMIT = 3000
 TEXT_LIMIT = 4000
+MAX_DIGEST_SECTIONS = 48
+"""Sections of a digest, within Slack's 50 blocks (one is the header)."""
 """Slack's limits (header plain_text, section field, section text) and its advised text size."""
 
 FOOTER = "APG Central Configuration"
@@ -142,6 +153,29 @@ def _group(entry: str) -> str:
     return escape(entry)
 
 
+def build_digest(events: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+    """One message listing several changes, in sections within Slack's block limits."""
+    lines = [escape(digest_line(event)) for event in events]
+    title = digest_title(len(events))
+    sections = []
+    chunk: list[str] = []
+    for line in lines:
+        if chunk and len("\n".join([*chunk, line])) > SECTION_LIMIT - 10:
+            sections.append(_section("\n".join(chunk)))
+            chunk = []
+        chunk.append(truncate_escaped(line, SECTION_LIMIT - 10))
+    if chunk:
+        sections.append(_section("\n".join(chunk)))
+    blocks = [{"type": "header", "text": {"type": "plain_text", "text": title}},
+              *sections[:MAX_DIGEST_SECTIONS]]
+    payload: dict[str, Any] = {"text": truncate_escaped(f"{title}: " + "; ".join(lines),
+                                                        TEXT_LIMIT), "blocks": blocks}
+    for name in ("channel", "username", "icon_emoji"):
+        if config.get(name):
+            payload[name] = config[name]
+    return payload
+
+
 class SlackConnector(BaseConnector):
     """Posts each configuration event to a Slack incoming webhook."""
 
@@ -165,7 +199,22 @@ class SlackConnector(BaseConnector):
         The error text is Slack's plain body (``no_service``, ``invalid_payload``...); a 429
         carries ``Retry-After``. Both are handled by ``http.check``.
         """
-        payload = build_payload(event, self.config)
+        return self._post(build_payload(event, self.config))
+
+    def batch_policy(self, event: dict[str, Any], batching: dict[str, Any]
+                     ) -> tuple[int, float] | None:
+        critical = matches_any(str(event.get("key", "")), self.config.get("critical_patterns")
+                               or ())
+        return digest_policy(event, batching, critical)
+
+    def send_batch(self, items: list[Any]) -> dict[str, Any]:
+        """One digest message (a single change: the usual message)."""
+        if len(items) == 1:
+            return self.send_notification(items[0])
+        self._post(build_digest(items, self.config))
+        return {"digest_of": len(items)}
+
+    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
         secrets = self.secrets()
         response = http.send("POST", str(self.config["webhook_url"]), secrets=secrets,
                              json=payload)

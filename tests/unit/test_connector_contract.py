@@ -18,6 +18,7 @@ from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab
 from tests.fakes.jenkins import FakeJenkins
 from tests.fakes.jira import FakeJira
+from tests.fakes.new_relic import FakeNewRelic
 from tests.fakes.okta import FakeOkta
 from tests.fakes.server import ServerBase
 from tests.fakes.slack import FakeSlack
@@ -58,6 +59,9 @@ FAKES: dict[str, tuple[type[ServerBase], Callable[[Any], dict[str, Any]]]] = {
                                        "role_mappings": {"admin": "admin", "developer": "write",
                                                          "viewer": "read"},
                                        "base_url": fake.base_url}),
+    "newrelic": (FakeNewRelic, lambda fake: {"account_id": fake.account_id,
+                                             "api_key": fake.api_key,
+                                             "base_url": fake.base_url}),
 }
 """Every built-in connector, the fake of its vendor, and a minimal config against that fake."""
 
