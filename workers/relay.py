@@ -24,7 +24,7 @@ from config_core import settings
 from config_core.layout import DISPATCH_GROUP, NAMESPACES_KEY, Namespace
 from config_core.routing import route
 from connectors import registry
-from workers import batching, ledger, parking
+from workers import batching, ledger, parking, performance
 from workers.flush import FLUSH_TASK, RUN_TASK
 from workers.redis_client import connect, using
 from workers.scheduling import publish
@@ -110,9 +110,9 @@ class Relay:
     def dispatch(self, ns: Namespace, entries: list[Any]) -> None:
         """Publish the deliveries of ``entries``, then acknowledge and delete them."""
         context = _RoutingContext.load(self.client, ns)
-        for _entry_id, fields in entries:
+        for entry_id, fields in entries:
             if "e" in fields:
-                self._dispatch_event(ns, json.loads(fields["e"]), context)
+                self._dispatch_event(ns, json.loads(fields["e"]), context, entry_id)
             elif "r" in fields:
                 self._replay(ns, json.loads(fields["r"]))
         ids = [entry_id for entry_id, _ in entries]
@@ -122,7 +122,7 @@ class Relay:
         pipe.execute()
 
     def _dispatch_event(self, ns: Namespace, event: dict[str, Any],
-                        context: _RoutingContext) -> None:
+                        context: _RoutingContext, entry_id: str) -> None:
         routes = route(event["key"], context.triggers, context.configured)
         urgencies = [u for u in ("high", "medium", "low") if u in routes.values()]
         event["urgency"] = urgencies[0] if urgencies else None
@@ -138,6 +138,8 @@ class Relay:
         pipe.execute()
         for name, urgency in routes.items():
             publish(task_name(name), [ns.name, event_id, name], {"urgency": urgency})
+        if performance.PROVIDER in context.configured:
+            performance.record(self.client, ns, performance.write_samples(event, entry_id))
 
     def _replay(self, ns: Namespace, request: dict[str, Any]) -> None:
         event_id = request["replay"]

@@ -16,7 +16,7 @@ from config_core.layout import Namespace
 from connectors import registry
 from connectors.base import BaseConnector, call
 from connectors.errors import PermanentError, RetryableError, Skipped
-from workers import batching, ledger
+from workers import batching, ledger, performance
 from workers.context import RedisContext
 from workers.redis_client import client
 from workers.scheduling import publish
@@ -55,6 +55,7 @@ class _Loaded:
     config: dict[str, Any] | None
     class_path: str | None
     batching: dict[str, Any]
+    timed: bool = False
 
     @property
     def max_retries(self) -> int:
@@ -73,10 +74,15 @@ def deliver(namespace: str, event_id: str, name: str, urgency: str) -> Outcome:
     if not client().set(lease, "1", nx=True, ex=LEASE_S):
         # Another copy is sending (or died sending): look again once its lease runs out.
         return Outcome("in_flight", retry_in_s=max(1.0, float(client().ttl(lease) or 1)))
+    started = time.monotonic()
     try:
         return _attempt(ns, event_id, name, loaded)
     finally:
         client().delete(lease)
+        if loaded.timed and loaded.event:
+            took_ms = (time.monotonic() - started) * 1000
+            performance.record(client(), ns, [performance.sample("delivery", took_ms,
+                                                                 loaded.event, name)])
 
 
 def _attempt(ns: Namespace, event_id: str, name: str, loaded: _Loaded) -> Outcome:
@@ -163,13 +169,15 @@ def _load(ns: Namespace, event_id: str, name: str, urgency: str) -> _Loaded:
     pipe.hget(ns.value(f"integrations.{name}"), "value")
     pipe.hget(ns.connectors, name)
     pipe.hget(ns.value("integrations.batching"), "value")
-    event, record, config, class_path, batching = pipe.execute()
+    pipe.hexists(ns.value(f"integrations.{performance.PROVIDER}"), "value")
+    event, record, config, class_path, batching, timed = pipe.execute()
     return _Loaded(
         event=json.loads(event) if event else None,
         record=ledger.Record.from_json(record) if record else ledger.Record.new(name, urgency),
         config=json.loads(config) if config else None,
         class_path=class_path,
         batching=(json.loads(batching) or {}) if batching else {},
+        timed=bool(timed),
     )
 
 

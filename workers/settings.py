@@ -61,6 +61,11 @@ task_always_eager = core.eager()
 task_eager_propagates = False
 
 beat_schedule = {
+    "performance-events": {
+        "task": "workers.flush_performance",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
     "identity-sync-tick": {
         "task": "workers.identity_tick",
         "schedule": 60.0,

@@ -9,7 +9,7 @@ from celery import Task
 from config_core.layout import Namespace
 from connectors import registry
 from connectors.errors import RetryableError
-from workers import flush, identity, parking, services
+from workers import flush, identity, parking, performance, services
 from workers.celery_app import app
 from workers.identity import due_syncs
 from workers.redis_client import client
@@ -116,3 +116,9 @@ def batch_post(items: list[Any], namespace: str, connector: str, batch_id: str) 
 def batch_run(namespace: str, connector: str, batch_id: str) -> None:
     """Run a claimed batch (again): after a retryable failure, or when its worker died."""
     flush.run_batch(Namespace.parse(namespace), connector, batch_id)
+
+
+@app.task(name="workers.flush_performance")
+def flush_performance() -> int:
+    """Send waiting performance samples to New Relic (celery beat, every 30 s)."""
+    return performance.flush(client())

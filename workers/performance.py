@@ -1,0 +1,92 @@
+"""Performance samples for New Relic: how long set_config, dispatch and deliveries took.
+
+Samples are kept only in namespaces where ``integrations.newrelic`` is configured, in a capped
+Redis list, and sent in batches by ``workers.flush_performance`` (celery beat, every 30 s).
+
+- ``set_config``: from the writer's clock at the call to Redis' clock when the outbox entry
+  was written (the stream entry id); both clocks are the same on one host.
+- ``dispatch``: from that outbox entry to the relay publishing its delivery tasks.
+- ``delivery``: one delivery attempt, in the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import redis
+
+from config_core.errors import ApgConfigError
+from config_core.layout import NAMESPACES_KEY, Namespace
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "newrelic"
+MAX_SAMPLES = 10_000
+"""Samples kept per namespace while New Relic is unreachable (older ones are dropped)."""
+
+BATCH = 1000
+"""Samples sent per flush and namespace."""
+
+
+def perf_key(ns: Namespace) -> str:
+    return f"{ns.prefix}perf"
+
+
+def wanted(client: redis.Redis, ns: Namespace) -> bool:
+    """Whether ``ns`` sends performance events (New Relic is configured)."""
+    return bool(client.hexists(ns.value(f"integrations.{PROVIDER}"), "value"))
+
+
+def record(client: Any, ns: Namespace, samples: list[dict[str, Any]]) -> None:
+    """Keep samples (``client`` may be a pipeline)."""
+    if samples:
+        client.lpush(perf_key(ns), *(json.dumps(s) for s in samples))
+        client.ltrim(perf_key(ns), 0, MAX_SAMPLES - 1)
+
+
+def sample(operation: str, duration_ms: float, event: dict[str, Any],
+           connector: str | None = None) -> dict[str, Any]:
+    """One sample of ``operation`` for ``event``."""
+    return {"operation": operation, "duration_ms": max(0.0, round(duration_ms, 3)),
+            "key": event.get("key"), "connector": connector, "event_id": event.get("event_id"),
+            "timestamp": time.time()}
+
+
+def write_samples(event: dict[str, Any], entry_id: str) -> list[dict[str, Any]]:
+    """The set_config and dispatch samples of an event the relay is dispatching now."""
+    written_ms = float(entry_id.split("-", 1)[0])
+    called_ms = float(event.get("timestamp_epoch") or 0) * 1000
+    return [sample("set_config", written_ms - called_ms, event),
+            sample("dispatch", time.time() * 1000 - written_ms, event)]
+
+
+def flush(client: redis.Redis) -> int:
+    """Send waiting samples of every namespace to New Relic; return how many were sent."""
+    from workers.services import build_connector
+
+    sent = 0
+    names: Any = client.smembers(NAMESPACES_KEY)
+    for ns in (Namespace.parse(name) for name in sorted(names)):
+        if not wanted(client, ns):
+            continue
+        texts: Any = client.rpop(perf_key(ns), BATCH)
+        if not texts:
+            continue
+        samples = [json.loads(text) for text in texts]
+        try:
+            connector: Any = build_connector(ns, PROVIDER)
+            connector.send_events([_event(connector, s) for s in samples])
+            sent += len(samples)
+        except ApgConfigError as exc:
+            client.rpush(perf_key(ns), *reversed(texts))  # back where they were, oldest last
+            log.warning("performance events for %s not sent: %s", ns.name, exc)
+    return sent
+
+
+def _event(connector: Any, s: dict[str, Any]) -> dict[str, Any]:
+    from connectors.new_relic import performance_event
+
+    return performance_event(s, connector.config)
