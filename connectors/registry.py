@@ -22,6 +22,7 @@ BUILTIN: dict[str, str] = {
     "auth0": "connectors.auth0.Auth0Connector",
     "azure_ad": "connectors.azure_ad.AzureADConnector",
     "newrelic": "connectors.new_relic.NewRelicConnector",
+    "splunk": "connectors.splunk.SplunkConnector",
 }
 """Registry key → importable class path of every connector shipped with the project."""
 

@@ -109,7 +109,10 @@ def _send_all(built: BaseConnector, ns: Namespace, connector: str,
                           built.redact(str(partial.error)))
             del pairs[:cut + 1]
             continue
-        except RetryableError:
+        except RetryableError as exc:
+            done = getattr(exc, "accepted", 0)  # items the vendor took before it failed
+            batching.mark(client(), ns, [i for i, _ in pairs[:done]], connector, ledger.DELIVERED)
+            del pairs[:done]
             raise
         batching.mark(client(), ns, [i for i, _ in pairs], connector, ledger.DELIVERED)
         pairs.clear()

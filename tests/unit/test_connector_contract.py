@@ -22,6 +22,7 @@ from tests.fakes.new_relic import FakeNewRelic
 from tests.fakes.okta import FakeOkta
 from tests.fakes.server import ServerBase
 from tests.fakes.slack import FakeSlack
+from tests.fakes.splunk import FakeSplunk
 from tests.fakes.zendesk import FakeZendesk
 from tests.unit.samples import make_event
 
@@ -62,6 +63,7 @@ FAKES: dict[str, tuple[type[ServerBase], Callable[[Any], dict[str, Any]]]] = {
     "newrelic": (FakeNewRelic, lambda fake: {"account_id": fake.account_id,
                                              "api_key": fake.api_key,
                                              "base_url": fake.base_url}),
+    "splunk": (FakeSplunk, lambda fake: {"hec_url": fake.hec_url, "hec_token": fake.token}),
 }
 """Every built-in connector, the fake of its vendor, and a minimal config against that fake."""
 
