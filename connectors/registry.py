@@ -71,6 +71,15 @@ def receives_events(name: str) -> bool:
     return cls is None or cls.receives_events
 
 
+def always_batched(name: str) -> bool:
+    """True for a built-in connector that sends every event in batches (Splunk HEC)."""
+    try:
+        cls = builtin_class(name)
+    except ConfigError:
+        return False
+    return cls is not None and cls.batched
+
+
 def builtin_class(name: str) -> type[BaseConnector] | None:
     """The built-in connector class registered under ``name``, if any."""
     path = BUILTIN.get(name)

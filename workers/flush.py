@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -21,6 +22,9 @@ FLUSH_TASK = "workers.flush"
 PREPARE_TASK = "workers.batch_prepare"
 POST_TASK = "workers.batch_post"
 RUN_TASK = "workers.batch_run"
+
+PREPARE_CHUNK = 50
+"""Events one header task prepares: a task per event would cost more than the preparing."""
 
 
 def schedule_flush(ns: Namespace, connector: str, delay_s: float = 0.0) -> None:
@@ -55,25 +59,29 @@ def run_batch(ns: Namespace, connector: str, batch_id: str) -> None:
     held = batching.batch(client(), ns, connector, batch_id)
     if held is None:
         return
-    header = [app.signature(PREPARE_TASK, args=[ns.name, connector, event_id])
-              for event_id in held["ids"]]
+    ids = held["ids"]
+    header = [app.signature(PREPARE_TASK, args=[ns.name, connector, ids[i:i + PREPARE_CHUNK]])
+              for i in range(0, len(ids), PREPARE_CHUNK)]
     chord(header)(app.signature(POST_TASK, args=[ns.name, connector, batch_id]))
 
 
-def prepare(namespace: str, connector: str, event_id: str) -> Any:
-    """One event, as the connector wants it in a batch (None if the event expired)."""
-    from workers.services import build_for
+def prepare(namespace: str, connector: str, event_ids: list[str]) -> list[Any]:
+    """Events as the connector wants them in a batch, in order (None for an expired one)."""
+    from workers.services import build_connector
 
     ns = Namespace.parse(namespace)
-    loaded = build_for(ns, event_id, connector)
-    if loaded is None:
-        return None
-    built, event = loaded
-    return call(built.prepare, event)
+    built = build_connector(ns, connector)
+    pipe = client().pipeline(transaction=False)
+    for event_id in event_ids:
+        pipe.get(ns.event(event_id))
+    stored: list[Any] = pipe.execute()
+    return [call(built.prepare, json.loads(text)) if text else None for text in stored]
 
 
-def post(items: list[Any], namespace: str, connector: str, batch_id: str) -> None:
-    """Send a batch; what is left after a retryable failure runs again later."""
+def post(chunks: list[list[Any]], namespace: str, connector: str, batch_id: str) -> None:
+    """Send a batch (the header's prepared chunks, in order); what is left after a
+    retryable failure runs again later."""
+    items = [item for chunk in chunks for item in chunk]
     from workers.services import backoff_s, build_connector, max_retries
 
     ns = Namespace.parse(namespace)

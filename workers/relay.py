@@ -28,6 +28,7 @@ from workers import batching, ledger, parking, performance
 from workers.flush import FLUSH_TASK, RUN_TASK
 from workers.redis_client import connect, using
 from workers.scheduling import publish
+from workers.services import buffer_directly
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,8 @@ class Relay:
         pipe.expire(ns.deliveries(event_id), settings.EVENT_TTL_S)
         pipe.execute()
         for name, urgency in routes.items():
+            if registry.always_batched(name) and buffer_directly(ns, event, name, urgency):
+                continue  # no delivery task needed: the event waits for its batch
             publish(task_name(name), [ns.name, event_id, name], {"urgency": urgency})
         if performance.PROVIDER in context.configured:
             performance.record(self.client, ns, performance.write_samples(event, entry_id))

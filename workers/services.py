@@ -11,7 +11,7 @@ from typing import Any
 
 from celery.utils.time import get_exponential_backoff_interval
 
-from config_core.errors import ConfigError
+from config_core.errors import ApgConfigError, ConfigError
 from config_core.layout import Namespace
 from connectors import registry
 from connectors.base import BaseConnector, call
@@ -95,6 +95,7 @@ def _attempt(ns: Namespace, event_id: str, name: str, loaded: _Loaded) -> Outcom
                                          schedule_follow_up)
         policy = connector.batch_policy(loaded.event or {}, loaded.batching)
         if policy is not None and connector.wants(loaded.event or {}):
+            record.attempts -= 1  # buffered: nothing is sent by this task
             return _buffer(ns, event_id, name, record, policy)
         result = _send(connector, loaded.event or {})
     except Skipped as exc:
@@ -118,7 +119,6 @@ def _buffer(ns: Namespace, event_id: str, name: str, record: ledger.Record,
     """Park the event in the connector's buffer; a full buffer is flushed at once."""
     from workers.flush import schedule_flush
 
-    record.attempts -= 1  # nothing was sent yet
     waiting, since = batching.append(client(), ns, name, event_id, policy)
     outcome = _finish(ns, event_id, record.mark(ledger.BATCHED))
     size, interval_s = policy
@@ -181,19 +181,28 @@ def _load(ns: Namespace, event_id: str, name: str, urgency: str) -> _Loaded:
     )
 
 
-def build_for(ns: Namespace, event_id: str, name: str
-              ) -> tuple[BaseConnector, dict[str, Any]] | None:
-    """Connector ``name`` and the event, or None when the event has expired."""
-    loaded = _load(ns, event_id, name, "low")
-    if loaded.event is None:
-        return None
-    return _build(name, loaded), loaded.event
-
-
 def build_connector(ns: Namespace, name: str) -> BaseConnector:
     """Connector ``name`` as configured now (for work not tied to one event)."""
     loaded = _load(ns, "-", name, "low")
     return _build(name, loaded, need_event=False)
+
+
+def buffer_directly(ns: Namespace, event: dict[str, Any], name: str, urgency: str) -> bool:
+    """For a connector that always batches: buffer ``event`` without a delivery task.
+
+    False when it cannot (not batched for this event, or misconfigured): the relay then
+    publishes the usual delivery task, which reports what is wrong.
+    """
+    loaded = _load(ns, event["event_id"], name, urgency)
+    try:
+        connector = _build(name, loaded)
+        policy = connector.batch_policy(event, loaded.batching)
+    except ApgConfigError:
+        return False
+    if policy is None or not connector.wants(event):
+        return False
+    _buffer(ns, event["event_id"], name, loaded.record, policy)
+    return True
 
 
 def max_retries(ns: Namespace) -> int:

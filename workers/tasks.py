@@ -100,16 +100,16 @@ def flush_buffer(namespace: str, connector: str, force: bool = False) -> str:
 
 
 @app.task(name=flush.PREPARE_TASK, ignore_result=False, acks_late=True)
-def batch_prepare(namespace: str, connector: str, event_id: str) -> Any:
-    """Chord header: one event as the connector wants it in a batch."""
-    return flush.prepare(namespace, connector, event_id)
+def batch_prepare(namespace: str, connector: str, event_ids: list[str]) -> list[Any]:
+    """Chord header: a chunk of events as the connector wants them in a batch."""
+    return flush.prepare(namespace, connector, event_ids)
 
 
 @app.task(name=flush.POST_TASK, ignore_result=False, acks_late=True,
           soft_time_limit=services.SOFT_TIME_LIMIT_S, time_limit=services.TIME_LIMIT_S)
-def batch_post(items: list[Any], namespace: str, connector: str, batch_id: str) -> None:
+def batch_post(chunks: list[list[Any]], namespace: str, connector: str, batch_id: str) -> None:
     """Chord body: send the prepared events together and record each one's outcome."""
-    flush.post(items, namespace, connector, batch_id)
+    flush.post(chunks, namespace, connector, batch_id)
 
 
 @app.task(name=flush.RUN_TASK)

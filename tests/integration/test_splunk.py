@@ -66,6 +66,20 @@ async def test_thousand_changes__batch_size_100__ten_requests_each_change_indexe
     assert {(r["status"], r["attempts"]) for r in records} == {("delivered", 1)}
 
 
+async def test_ten_thousand_changes__batch_size_100__at_most_100_requests_each_once(
+        service: ConfigService, splunk_fake: FakeSplunk) -> None:
+    # Given Splunk at batch_size 100
+    await configure(service, splunk_fake, batch_size=100, flush_interval=120)
+    # When 10,000 keys change
+    ids = await change(service, 10_000)
+    # Then at most 100 HEC requests carry them, every change indexed exactly once
+    splunk_fake.wait_for_messages(10_000, timeout_s=120)
+    records = await wait_ledger(service, ids, timeout_s=60)
+    assert Counter(splunk_fake.indexed_keys()) == Counter(f"app.k{i}" for i in range(10_000))
+    assert len(splunk_fake.event_posts()) <= 100
+    assert {r["status"] for r in records} == {"delivered"}
+
+
 async def test_few_changes__fewer_than_batch_size__flushed_after_flush_interval(
         service: ConfigService, splunk_fake: FakeSplunk) -> None:
     # Given a flush interval of 2 s and a batch size of 100
