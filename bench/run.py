@@ -20,6 +20,7 @@ import redis
 from bench import report, settings
 from bench.facts import machine_facts
 from bench.latency import LatencyResult, measure_latency
+from bench.splunk import measure_splunk, splunk_text
 from bench.writes import Throughput, measure_writes
 from config_core.errors import ApgConfigError
 from config_core.settings import client_url
@@ -55,7 +56,7 @@ def _flush(url: str) -> None:
 
 
 async def _measure(url: str, writes: int, samples: int, log_dir: Path,
-                   ) -> tuple[list[Throughput], LatencyResult]:
+                   splunk_counts: tuple[int, int]) -> tuple[list[Throughput], LatencyResult]:
     print(f"\n== 1. write throughput: {writes} changes per method, no worker running ==",
           flush=True)
     throughput = await measure_writes(url, writes)
@@ -65,6 +66,12 @@ async def _measure(url: str, writes: int, samples: int, log_dir: Path,
           f"(-c {settings.WORKER_CONCURRENCY}) to a loopback Discord ==", flush=True)
     latency = await measure_latency(url, samples, log_dir)
     print(report.latency_text(latency), flush=True)
+    _flush(url)
+    batched, unbatched = splunk_counts
+    print(f"\n== 3. Splunk HEC: {batched} changes batched by 100, {unbatched} sent one "
+          "request each, through a real worker ==", flush=True)
+    runs = await measure_splunk(url, batched, unbatched, log_dir)
+    print(splunk_text(runs), flush=True)
     return throughput, latency
 
 
@@ -80,7 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         facts = machine_facts(url)
         print("== machine ==\n" + report.facts_text(facts), flush=True)
         with tempfile.TemporaryDirectory(prefix="apgcfg-bench-") as log_dir:
-            throughput, latency = asyncio.run(_measure(url, writes, samples, Path(log_dir)))
+            splunk_counts = ((1000, 200) if args.quick else
+                             (settings.SPLUNK_BATCHED_EVENTS, settings.SPLUNK_UNBATCHED_EVENTS))
+            throughput, latency = asyncio.run(_measure(url, writes, samples, Path(log_dir),
+                                                       splunk_counts))
     except (RuntimeError, redis.RedisError, ApgConfigError) as exc:
         print(f"\nbench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -62,3 +62,12 @@ GOAL_P99_MS = 50.0
 def redis_url() -> str:
     """``APGCFG_BENCH_REDIS`` or the dedicated default database."""
     return os.environ.get("APGCFG_BENCH_REDIS") or DEFAULT_REDIS_URL
+
+SPLUNK_BATCHED_EVENTS = 5000
+"""Changes sent to Splunk with batch_size 100 (``--quick``: 1000)."""
+
+SPLUNK_UNBATCHED_EVENTS = 500
+"""Changes sent to Splunk with batch_size 1, one request each (``--quick``: 200)."""
+
+SPLUNK_TIMEOUT_S = 180.0
+"""Longest a Splunk mode waits for its events to be indexed."""
