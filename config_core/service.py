@@ -370,7 +370,14 @@ class ConfigService:
             if connector is not None:
                 text = connector.connector.redact(text)
             return {"status": "error", "error": text, "last_check": checked_at}
-        return {"status": "healthy" if healthy else "unhealthy", "last_check": checked_at}
+        result: dict[str, Any] = {"status": "healthy" if healthy else "unhealthy",
+                                  "last_check": checked_at}
+        if not connector.connector.receives_events:  # an identity provider: its last sync too
+            sync = await self.store.redis.hgetall(f"{self.namespace.prefix}dir:{name}:meta")
+            result["sync"] = sync or {"status": "never synced"}
+            if sync.get("status") == "error":
+                result["status"] = "unhealthy"
+        return result
 
     async def close(self) -> None:
         """Close the Redis connections."""

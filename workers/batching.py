@@ -27,11 +27,12 @@ LEASE_S = 120
 """A claimed batch not finished by then (its worker died) is run again by the sweeper."""
 
 _APPEND = """
-redis.call('RPUSH', KEYS[1], ARGV[1])
-if redis.call('HSETNX', KEYS[2], 'since', ARGV[2]) == 1 then
-  redis.call('HSET', KEYS[2], 'size', ARGV[3], 'interval', ARGV[4])
+-- ARGV: 1 now, 2 size, 3 interval, 4 namespace|connector, 5... event ids
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 5))
+if redis.call('HSETNX', KEYS[2], 'since', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], 'size', ARGV[2], 'interval', ARGV[3])
 end
-redis.call('SADD', KEYS[3], ARGV[5])
+redis.call('SADD', KEYS[3], ARGV[4])
 return {redis.call('LLEN', KEYS[1]), redis.call('HGET', KEYS[2], 'since')}
 """
 
@@ -74,13 +75,13 @@ def batch_prefix(ns: Namespace, connector: str) -> str:
     return f"{ns.prefix}batch:{connector}:"
 
 
-def append(client: redis.Redis, ns: Namespace, connector: str, event_id: str,
+def append(client: redis.Redis, ns: Namespace, connector: str, event_ids: list[str],
            policy: tuple[int, float]) -> tuple[int, float]:
-    """Buffer ``event_id``; return how many wait now and when the oldest arrived."""
+    """Buffer ``event_ids``; return how many wait now and when the oldest arrived."""
     size, interval = policy
     reply: Any = client.eval(_APPEND, 3, buffer_key(ns, connector), meta_key(ns, connector),
-                             BATCHING_KEY, event_id, time.time(), size, interval,
-                             f"{ns.name}|{connector}")
+                             BATCHING_KEY, time.time(), size, interval,
+                             f"{ns.name}|{connector}", *event_ids)
     return int(reply[0]), float(reply[1])
 
 

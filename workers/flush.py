@@ -80,14 +80,26 @@ def prepare(namespace: str, connector: str, event_ids: list[str]) -> list[Any]:
 
 def post(chunks: list[list[Any]], namespace: str, connector: str, batch_id: str) -> None:
     """Send a batch (the header's prepared chunks, in order); what is left after a
-    retryable failure runs again later."""
-    items = [item for chunk in chunks for item in chunk]
+    retryable failure runs again later. Two runs of one batch never post at once."""
+    ns = Namespace.parse(namespace)
+    posting = f"{batching.batch_prefix(ns, connector)}{batch_id}:posting"
+    if not client().set(posting, "1", nx=True, ex=batching.LEASE_S):
+        return  # another run of this batch is posting it right now
+    try:
+        again = _post([item for chunk in chunks for item in chunk], ns, connector, batch_id)
+    finally:
+        client().delete(posting)
+    if again:
+        run_batch(ns, connector, batch_id)  # eager mode retries at once, like Celery's own
+
+
+def _post(items: list[Any], ns: Namespace, connector: str, batch_id: str) -> bool:
+    """Post once; True when the rest must run again right now (eager mode)."""
     from workers.services import backoff_s, build_connector, max_retries
 
-    ns = Namespace.parse(namespace)
     held = batching.batch(client(), ns, connector, batch_id)
     if held is None:
-        return None  # already finished (a duplicate run of the body)
+        return False  # already finished (a duplicate run of the body)
     ids, attempts = list(held["ids"]), int(held["attempts"]) + 1
     pairs = [(i, item) for i, item in zip(ids, items, strict=False) if item is not None]
     expired = [i for i, item in zip(ids, items, strict=False) if item is None]
@@ -97,11 +109,12 @@ def post(chunks: list[list[Any]], namespace: str, connector: str, batch_id: str)
         _send_all(built, ns, connector, pairs)
     except RetryableError as exc:
         left = [i for i, _ in pairs]
-        _retry_later(ns, connector, batch_id, left, attempts, exc, max_retries(ns), backoff_s)
-        return
+        return _retry_later(ns, connector, batch_id, left, attempts, exc, max_retries(ns),
+                            backoff_s)
     except (PermanentError, ConfigError) as exc:
         _dead(ns, connector, [i for i, _ in pairs], exc)
     batching.finish(client(), ns, connector, batch_id)
+    return False
 
 
 def _send_all(built: BaseConnector, ns: Namespace, connector: str,
@@ -127,12 +140,13 @@ def _send_all(built: BaseConnector, ns: Namespace, connector: str,
 
 
 def _retry_later(ns: Namespace, connector: str, batch_id: str, left: list[str], attempts: int,
-                 exc: RetryableError, limit: int, backoff: Any) -> None:
-    """Run the rest of the batch again after a backoff (a new chord), or give it up."""
+                 exc: RetryableError, limit: int, backoff: Any) -> bool:
+    """Run the rest of the batch again after a backoff (a new chord), or give it up;
+    True when it must run again at once (eager mode)."""
     if attempts > limit:
         _dead(ns, connector, left, exc)
         batching.finish(client(), ns, connector, batch_id)
-        return
+        return False
     wait_s = backoff(attempts, exc.retry_after_s)
     batching.update(client(), ns, connector, batch_id, left, attempts,
                     wait_s + batching.LEASE_S)
@@ -140,9 +154,9 @@ def _retry_later(ns: Namespace, connector: str, batch_id: str, left: list[str], 
     from workers.tasks import app
 
     if app.conf.task_always_eager:
-        run_batch(ns, connector, batch_id)  # eager mode retries at once, like Celery's own
-    else:
-        publish(RUN_TASK, [ns.name, connector, batch_id], {}, wait_s)
+        return True
+    publish(RUN_TASK, [ns.name, connector, batch_id], {}, wait_s)
+    return False
 
 
 def _dead(ns: Namespace, connector: str, ids: list[str], exc: Exception) -> None:

@@ -111,25 +111,34 @@ class Relay:
     def dispatch(self, ns: Namespace, entries: list[Any]) -> None:
         """Publish the deliveries of ``entries``, then acknowledge and delete them."""
         context = _RoutingContext.load(self.client, ns)
+        held: dict[str, list[tuple[dict[str, Any], str]]] = {}
         for entry_id, fields in entries:
             if "e" in fields:
-                self._dispatch_event(ns, json.loads(fields["e"]), context, entry_id)
+                for name, urgency, event in self._dispatch_event(
+                        ns, json.loads(fields["e"]), context, entry_id):
+                    held.setdefault(name, []).append((event, urgency))
             elif "r" in fields:
                 self._replay(ns, json.loads(fields["r"]))
+        for name, waiting in held.items():
+            for event, urgency in buffer_directly(ns, name, waiting):
+                publish(task_name(name), [ns.name, event["event_id"], name],
+                        {"urgency": urgency})
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.client.pipeline(transaction=True)
         pipe.xack(ns.outbox, DISPATCH_GROUP, *ids)
         pipe.xdel(ns.outbox, *ids)
         pipe.execute()
 
-    def _dispatch_event(self, ns: Namespace, event: dict[str, Any],
-                        context: _RoutingContext, entry_id: str) -> None:
+    def _dispatch_event(self, ns: Namespace, event: dict[str, Any], context: _RoutingContext,
+                        entry_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """Store the event and publish its deliveries; return those for always-batched
+        connectors, which the caller buffers together."""
         routes = route(event["key"], context.triggers, context.configured)
         urgencies = [u for u in ("high", "medium", "low") if u in routes.values()]
         event["urgency"] = urgencies[0] if urgencies else None
         event_id = event["event_id"]
         if not routes:
-            return
+            return []
         pipe = self.client.pipeline(transaction=True)
         pipe.set(ns.event(event_id), json.dumps(event), ex=settings.EVENT_TTL_S)
         for name, urgency in routes.items():
@@ -137,12 +146,15 @@ class Relay:
             pipe.hsetnx(ns.deliveries(event_id), name, record.to_json())
         pipe.expire(ns.deliveries(event_id), settings.EVENT_TTL_S)
         pipe.execute()
+        batched = []
         for name, urgency in routes.items():
-            if registry.always_batched(name) and buffer_directly(ns, event, name, urgency):
-                continue  # no delivery task needed: the event waits for its batch
-            publish(task_name(name), [ns.name, event_id, name], {"urgency": urgency})
+            if registry.always_batched(name):
+                batched.append((name, urgency, event))  # no delivery task: it waits for a batch
+            else:
+                publish(task_name(name), [ns.name, event_id, name], {"urgency": urgency})
         if performance.PROVIDER in context.configured:
             performance.record(self.client, ns, performance.write_samples(event, entry_id))
+        return batched
 
     def _replay(self, ns: Namespace, request: dict[str, Any]) -> None:
         event_id = request["replay"]

@@ -119,7 +119,7 @@ def _buffer(ns: Namespace, event_id: str, name: str, record: ledger.Record,
     """Park the event in the connector's buffer; a full buffer is flushed at once."""
     from workers.flush import schedule_flush
 
-    waiting, since = batching.append(client(), ns, name, event_id, policy)
+    waiting, since = batching.append(client(), ns, name, [event_id], policy)
     outcome = _finish(ns, event_id, record.mark(ledger.BATCHED))
     size, interval_s = policy
     if waiting >= size:
@@ -187,22 +187,44 @@ def build_connector(ns: Namespace, name: str) -> BaseConnector:
     return _build(name, loaded, need_event=False)
 
 
-def buffer_directly(ns: Namespace, event: dict[str, Any], name: str, urgency: str) -> bool:
-    """For a connector that always batches: buffer ``event`` without a delivery task.
+def buffer_directly(ns: Namespace, name: str, waiting: list[tuple[dict[str, Any], str]]
+                    ) -> list[tuple[dict[str, Any], str]]:
+    """For a connector that always batches: buffer events without delivery tasks.
 
-    False when it cannot (not batched for this event, or misconfigured): the relay then
-    publishes the usual delivery task, which reports what is wrong.
+    ``waiting`` holds (event, urgency) pairs; returns those it could not buffer (not batched
+    for that event, or the connector is misconfigured): they get the usual delivery task,
+    which reports what is wrong.
     """
-    loaded = _load(ns, event["event_id"], name, urgency)
+    loaded = _load(ns, "-", name, "low")
     try:
-        connector = _build(name, loaded)
-        policy = connector.batch_policy(event, loaded.batching)
+        connector = _build(name, loaded, need_event=False)
+        policies = [connector.batch_policy(event, loaded.batching) for event, _ in waiting]
     except ApgConfigError:
-        return False
-    if policy is None or not connector.wants(event):
-        return False
-    _buffer(ns, event["event_id"], name, loaded.record, policy)
-    return True
+        return waiting
+    keep = [(pair, policy) for pair, policy in zip(waiting, policies, strict=True)
+            if policy is not None and connector.wants(pair[0])]
+    if keep:
+        _buffer_many(ns, name, [pair for pair, _ in keep], keep[0][1])
+    kept = {id(pair) for pair, _ in keep}
+    return [pair for pair in waiting if id(pair) not in kept]
+
+
+def _buffer_many(ns: Namespace, name: str, pairs: list[tuple[dict[str, Any], str]],
+                 policy: tuple[int, float]) -> None:
+    from workers.flush import schedule_flush
+
+    ids = [event["event_id"] for event, _ in pairs]
+    pipe = client().pipeline(transaction=False)
+    for event, urgency in pairs:
+        record = ledger.Record.new(name, urgency).mark(ledger.BATCHED)
+        pipe.hset(ns.deliveries(event["event_id"]), name, record.to_json())
+    pipe.execute()
+    waiting, since = batching.append(client(), ns, name, ids, policy)
+    size, interval_s = policy
+    if waiting >= size:
+        schedule_flush(ns, name)
+    elif waiting == len(ids):  # these opened the window
+        schedule_flush(ns, name, max(0.0, since + interval_s - time.time()))
 
 
 def max_retries(ns: Namespace) -> int:
