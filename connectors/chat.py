@@ -7,6 +7,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from config_core.routing import matches_any
+
 ELLIPSIS = "…"
 """Ends a truncated text."""
 
@@ -74,6 +76,18 @@ def digest_policy(event: dict[str, Any], batching: dict[str, Any],
     if critical or event.get("urgency") == "high" or event.get("type") not in DIGEST_TYPES:
         return None
     return int(size), float(timeout)
+
+
+class DigestPolicy:
+    """Mixin for chat connectors: hold changes back for a digest when batching is on."""
+
+    config: dict[str, Any]
+
+    def batch_policy(self, event: dict[str, Any], batching: dict[str, Any]
+                     ) -> tuple[int, float] | None:
+        critical = matches_any(str(event.get("key", "")),
+                               self.config.get("critical_patterns") or ())
+        return digest_policy(event, batching, critical)
 
 
 def digest_line(event: dict[str, Any], value_limit: int = 120) -> str:

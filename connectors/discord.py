@@ -16,8 +16,8 @@ from config_core.routing import matches_any
 from connectors import http
 from connectors.base import BaseConnector
 from connectors.chat import (
+    DigestPolicy,
     digest_line,
-    digest_policy,
     digest_title,
     event_time,
     event_title,
@@ -199,7 +199,7 @@ def with_wait(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode([*query, ("wait", "true")])))
 
 
-class DiscordConnector(BaseConnector):
+class DiscordConnector(DigestPolicy, BaseConnector):
     """Posts each configuration event as an embed to a Discord channel webhook."""
 
     name = "discord"
@@ -219,12 +219,6 @@ class DiscordConnector(BaseConnector):
     def wants(self, event: dict[str, Any]) -> bool:
         """Every routed event; ``critical_patterns`` only decides mentions."""
         return True
-
-    def batch_policy(self, event: dict[str, Any], batching: dict[str, Any]
-                     ) -> tuple[int, float] | None:
-        critical = matches_any(str(event.get("key", "")), self.config.get("critical_patterns")
-                               or ())
-        return digest_policy(event, batching, critical)
 
     def send_batch(self, items: list[Any]) -> dict[str, Any]:
         """One digest per target channel (a single change: the usual message)."""
@@ -246,7 +240,7 @@ class DiscordConnector(BaseConnector):
         response = http.send("POST", url, secrets=self.secrets(), json=payload)
         if response.status_code >= 400:
             raise_for(response, self.secrets())
-        body = _json(response)
+        body = http.json_object(response)
         return {"status": response.status_code, "message_id": body.get("id")}
 
     def health_check(self) -> bool:
@@ -263,7 +257,7 @@ def raise_for(response: Any, secrets: set[str]) -> None:
 
     A 404 (unknown webhook) is ``Rejected``: Discord asks clients to stop using such a webhook.
     """
-    body = _json(response)
+    body = http.json_object(response)
     try:
         http.check(response, vendor="discord", message=_error_text(body), secrets=secrets)
     except RateLimited as exc:
@@ -281,11 +275,3 @@ def _error_text(body: dict[str, Any]) -> str | None:
     if body.get("errors"):
         text += ": " + truncate(json.dumps(body["errors"], separators=(",", ":")), 300)
     return text
-
-
-def _json(response: Any) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

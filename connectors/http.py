@@ -109,6 +109,15 @@ RESET_HEADERS = ("x-ratelimit-reset", "x-rate-limit-reset")
 """Rate-limit reset headers that hold an epoch second (Auth0, Okta, GitHub)."""
 
 
+def json_object(response: requests.Response) -> dict[str, Any]:
+    """The response body as a JSON object; ``{}`` when it is not one (an HTML error page)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def retry_after(response: requests.Response) -> float | None:
     """Seconds to wait from ``Retry-After`` (seconds or an HTTP date), else from an epoch
     rate-limit reset header (``RESET_HEADERS``), or None."""

@@ -15,8 +15,8 @@ from connectors import http
 from connectors.base import BaseConnector
 from connectors.chat import (
     ELLIPSIS,
+    DigestPolicy,
     digest_line,
-    digest_policy,
     digest_title,
     event_title,
     readable_time,
@@ -176,7 +176,7 @@ def build_digest(events: list[dict[str, Any]], config: dict[str, Any]) -> dict[s
     return payload
 
 
-class SlackConnector(BaseConnector):
+class SlackConnector(DigestPolicy, BaseConnector):
     """Posts each configuration event to a Slack incoming webhook."""
 
     name = "slack"
@@ -200,12 +200,6 @@ class SlackConnector(BaseConnector):
         carries ``Retry-After``. Both are handled by ``http.check``.
         """
         return self._post(build_payload(event, self.config))
-
-    def batch_policy(self, event: dict[str, Any], batching: dict[str, Any]
-                     ) -> tuple[int, float] | None:
-        critical = matches_any(str(event.get("key", "")), self.config.get("critical_patterns")
-                               or ())
-        return digest_policy(event, batching, critical)
 
     def send_batch(self, items: list[Any]) -> dict[str, Any]:
         """One digest message (a single change: the usual message)."""

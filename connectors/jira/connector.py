@@ -130,7 +130,7 @@ class JiraConnector(BaseConnector):
             if exc.status == NOTHING_CREATED_STATUS:
                 self.context.forget(STEP)  # Jira's "busy" answer: the retry just creates
             raise  # other 5xx: the issue may exist, so the retry looks first
-        return self._ref(_json(response))
+        return self._ref(http.json_object(response))
 
     def _find(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """The issue labelled with the event's fingerprint, if Jira's search shows it."""
@@ -154,7 +154,7 @@ class JiraConnector(BaseConnector):
             if exc.status != 404:  # Jira Server / Data Center has no /search/jql
                 raise
             response = self._call("POST", "search", search_body(label))
-        issues = _json(response).get("issues")
+        issues = http.json_object(response).get("issues")
         return [issue for issue in issues if isinstance(issue, dict)] if issues else []
 
     def _call(self, method: str, path: str, body: dict[str, Any]) -> Any:
@@ -177,7 +177,7 @@ class JiraConnector(BaseConnector):
 def raise_for(response: Any, secrets: set[str]) -> None:
     """Raise the typed error for a failed call, with Jira's own message and wait."""
     try:
-        http.check(response, vendor="jira", message=error_text(_json(response)),
+        http.check(response, vendor="jira", message=error_text(http.json_object(response)),
                    secrets=secrets)
     except (RateLimited, Unavailable) as exc:
         if exc.retry_after_s is None:
@@ -205,11 +205,3 @@ def reset_wait_s(value: str | None, now_s: float | None = None) -> float | None:
     if moment.tzinfo is None:
         return None
     return max(0.0, moment.timestamp() - (time.time() if now_s is None else now_s))
-
-
-def _json(response: Any) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

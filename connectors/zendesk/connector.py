@@ -81,7 +81,8 @@ class ZendeskConnector(BaseConnector):
     def find_ticket(self, external_id: str) -> dict[str, Any] | None:
         """The ref of the ticket carrying ``external_id``, if an earlier attempt made one."""
         response = self._call("GET", TICKETS_PATH, params={"external_id": external_id})
-        tickets = [t for t in _json(response).get("tickets") or [] if isinstance(t, dict)]
+        found = http.json_object(response).get("tickets") or []
+        tickets = [t for t in found if isinstance(t, dict)]
         if not tickets:
             return None
         return ticket_ref(min(tickets, key=lambda t: t.get("id") or 0))
@@ -93,7 +94,7 @@ class ZendeskConnector(BaseConnector):
                                  auth=self._auth())
         except ConnectorError:
             return False
-        user = _json(response).get("user") if response.status_code == 200 else None
+        user = http.json_object(response).get("user") if response.status_code == 200 else None
         return isinstance(user, dict) and user.get("id") is not None
 
     def api_url(self, path: str) -> str:
@@ -108,7 +109,7 @@ class ZendeskConnector(BaseConnector):
             # A 5xx after a POST leaves the outcome unknown: the next attempt looks first.
             raise TransportError(str(exc), status=exc.status,
                                  retry_after_s=exc.retry_after_s) from exc
-        return ticket_ref(_json(response).get("ticket") or {})
+        return ticket_ref(http.json_object(response).get("ticket") or {})
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = http.send(method, self.api_url(path), secrets=self.secrets(),
@@ -129,7 +130,8 @@ def ticket_ref(ticket: dict[str, Any]) -> dict[str, Any]:
 def raise_for(response: Any, secrets: set[str]) -> None:
     """Raise the typed error for a failed call, with Zendesk's own error text and waits."""
     try:
-        http.check(response, vendor=VENDOR, message=error_text(_json(response)), secrets=secrets)
+        http.check(response, vendor=VENDOR, message=error_text(http.json_object(response)),
+                   secrets=secrets)
     except RateLimited as exc:
         if exc.retry_after_s is None:
             exc.retry_after_s = http.parse_retry_after(response.headers.get("ratelimit-reset"))
@@ -158,11 +160,3 @@ def _details_text(details: Any) -> str:
             text = problem.get("description") if isinstance(problem, dict) else problem
             parts.append(f"{field}: {text}")
     return "; ".join(parts)[:500]
-
-
-def _json(response: Any) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
