@@ -38,8 +38,7 @@ class SyncFailed(ApgConfigError):
 def providers(client: redis.Redis, ns: Namespace) -> list[str]:
     """Identity providers configured in ``ns``."""
     names = [name for name, path in registry.BUILTIN.items()
-             if client.hexists(ns.value(f"integrations.{name}"), "value")
-             and _is_identity(path)]
+             if _is_identity(path) and client.hexists(ns.value(f"integrations.{name}"), "value")]
     return sorted(names)
 
 

@@ -11,6 +11,12 @@ from config_core import ConfigService
 from tests.conftest import UNIT_DB, redis_url
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fresh_unit_database(redis_server: str) -> None:
+    """Start each run on an empty unit database (namespaces of old runs only slow sweeps)."""
+    redis.Redis.from_url(redis_url(UNIT_DB)).flushdb()
+
+
 @pytest.fixture
 def eager(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Run delivery tasks inline (CELERY_TASK_ALWAYS_EAGER=1), as `make test` does."""
