@@ -11,6 +11,7 @@ no event is lost, and none is sent twice by a second claim.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from typing import Any
@@ -23,7 +24,7 @@ from workers import ledger
 BATCHING_KEY = "apgcfg:batching"
 """Set of ``namespace|connector`` that have used a buffer (the sweeper looks at these)."""
 
-LEASE_S = 120
+LEASE_S = int(os.environ.get("APGCFG_BATCH_LEASE_S", "120"))
 """A claimed batch not finished by then (its worker died) is run again by the sweeper."""
 
 _APPEND = """
