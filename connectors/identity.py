@@ -7,6 +7,7 @@ service (``config_core.directory``), which stores a directory all at once or not
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -42,6 +43,23 @@ def highest_role(roles: list[str | None]) -> str | None:
     """The strongest of ``roles`` (admin > write > read), or None when there is none."""
     known = [role for role in roles if role in RANK]
     return max(known, key=RANK.__getitem__) if known else None
+
+
+def merge_by_email(users: Iterable[DirectoryUser]) -> list[DirectoryUser]:
+    """One record per e-mail (several accounts may share one): active if any is, the highest
+    role among them, every group; the attributes of an active account. Sorted by e-mail."""
+    merged: dict[str, DirectoryUser] = {}
+    for user in users:
+        seen = merged.get(user.email)
+        if seen is None:
+            merged[user.email] = user
+            continue
+        merged[user.email] = DirectoryUser(
+            email=user.email, active=seen.active or user.active,
+            role=highest_role([seen.role, user.role]),
+            groups=sorted({*seen.groups, *user.groups}),
+            attributes=seen.attributes if seen.active or not user.active else user.attributes)
+    return [merged[email] for email in sorted(merged)]
 
 
 class IdentityConnector(BaseConnector):

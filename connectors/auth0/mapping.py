@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from config_core.access import RANK, ROLES
-from connectors.identity import DirectoryUser, highest_role
+from connectors.identity import DirectoryUser, highest_role, merge_by_email
 
 DEFAULT_USER_ATTRIBUTES = ("email", "name")
 """Profile fields kept in the directory unless ``user_attributes`` says otherwise."""
@@ -72,26 +72,6 @@ def to_directory_user(profile: Mapping[str, Any], role_names: Iterable[str],
     attributes = pick_attributes(profile, DEFAULT_USER_ATTRIBUTES if names is None else names)
     return DirectoryUser(email=email.lower(), active=active, role=role, groups=groups,
                          attributes=attributes)
-
-
-def merge_by_email(users: Iterable[DirectoryUser]) -> list[DirectoryUser]:
-    """One entry per email: Auth0 may hold several accounts (connections) with one email.
-
-    The merged user is active if any account is, with the strongest role of the active ones,
-    and the groups of all of them.
-    """
-    merged: dict[str, DirectoryUser] = {}
-    for user in users:
-        seen = merged.get(user.email)
-        if seen is None:
-            merged[user.email] = user
-            continue
-        merged[user.email] = DirectoryUser(
-            email=user.email, active=seen.active or user.active,
-            role=highest_role([seen.role, user.role]),
-            groups=sorted({*seen.groups, *user.groups}),
-            attributes=seen.attributes if seen.active or not user.active else user.attributes)
-    return sorted(merged.values(), key=lambda u: u.email)
 
 
 def build_directory(profiles: Mapping[str, Mapping[str, Any]],

@@ -14,12 +14,11 @@ from connectors.azure_ad.mapping import (
     groups_query,
     is_user,
     members_params,
-    merge,
     needs_advanced_query,
     odata_quote,
     user_email,
 )
 
 __all__ = ["AzureADConnector", "Graph", "directory_user", "error_text", "group_filters",
-           "groups_query", "is_user", "members_params", "merge", "needs_advanced_query",
+           "groups_query", "is_user", "members_params", "needs_advanced_query",
            "odata_quote", "scope", "token_request", "token_url", "user_email"]

@@ -20,10 +20,9 @@ from connectors.azure_ad.mapping import (
     groups_query,
     is_user,
     members_params,
-    merge,
 )
 from connectors.errors import ConnectorError, Misconfigured
-from connectors.identity import SYNC_INTERVAL, DirectoryUser, IdentityConnector
+from connectors.identity import SYNC_INTERVAL, DirectoryUser, IdentityConnector, merge_by_email
 from connectors.settings import Setting, http_url
 
 log = logging.getLogger(__name__)
@@ -99,7 +98,7 @@ class AzureADConnector(IdentityConnector):
         if skipped:
             log.warning("azure_ad: %d user(s) without a mail or usable userPrincipalName "
                         "were left out", skipped)
-        return merge(user for user in mapped if user is not None)
+        return merge_by_email(user for user in mapped if user is not None)
 
     def health_check(self) -> bool:
         """True when a token is granted and Graph lists a group with it."""

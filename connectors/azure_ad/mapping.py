@@ -169,20 +169,3 @@ def directory_user(user: Mapping[str, Any], groups: Iterable[str],
     wanted = config.get("user_attributes") or ()
     return DirectoryUser(email=email, active=active, role=role, groups=names,
                          attributes={name: user.get(name) for name in wanted})
-
-
-def merge(users: Iterable[DirectoryUser]) -> list[DirectoryUser]:
-    """One record per e-mail (two accounts may share a ``mail``): groups joined, active if
-    either is, the highest role of the active ones. Sorted by e-mail."""
-    found: dict[str, DirectoryUser] = {}
-    for user in users:
-        seen = found.get(user.email)
-        if seen is None:
-            found[user.email] = user
-            continue
-        found[user.email] = DirectoryUser(
-            email=user.email, active=seen.active or user.active,
-            role=highest_role([seen.role, user.role]),
-            groups=sorted({*seen.groups, *user.groups}),
-            attributes=seen.attributes if seen.active or not user.active else user.attributes)
-    return [found[email] for email in sorted(found)]

@@ -81,6 +81,23 @@ def all_in(*statuses: str) -> Callable[[list[dict[str, Any]]], bool]:
     return lambda records: all(r["status"] in statuses for r in records)
 
 
+FINISHED = all_in("delivered", "dead", "skipped")
+"""Every delivery of the event is over, one way or the other."""
+
+
+async def settle(service: ConfigService, key: str, value: object) -> list[dict[str, Any]]:
+    """Set a key and wait until its own deliveries are over (so a fake can be reset after).
+
+    Returns the event's ledger rows; empty when the change was routed nowhere.
+    """
+    result = await service.set_config(key, value)
+    for _ in range(100):
+        if await service.get_deliveries(result.event_id):
+            return await wait_for_deliveries(service, result.event_id, FINISHED)
+        await asyncio.sleep(0.02)
+    return []
+
+
 def worker_dir(tmp_path: Path) -> Path:
     path = tmp_path / "workers"
     path.mkdir(exist_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -13,25 +12,10 @@ from tests.conftest import INTEGRATION_DB, redis_url
 from tests.fakes.custom_system import CustomSystemConnector, FakeCustomSystem
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeSlack
-from tests.integration.conftest import all_in, wait_for_deliveries
+from tests.integration.conftest import all_in, settle, wait_for_deliveries
 from tests.integration.workerproc import WorkerProcess
 
 pytestmark = pytest.mark.integration
-
-
-async def settle(service: ConfigService, key: str, value: object) -> None:
-    """Set a key and wait until its own deliveries are finished (so fakes can be reset)."""
-    result = await service.set_config(key, value)
-    await wait_for_deliveries(service, result.event_id, all_in("delivered", "dead"),
-                              ) if await _routed(service, result.event_id) else None
-
-
-async def _routed(service: ConfigService, event_id: str) -> bool:
-    for _ in range(100):
-        if await service.get_deliveries(event_id):
-            return True
-        await asyncio.sleep(0.02)
-    return False
 
 
 async def configure_chat(service: ConfigService, discord: FakeDiscord, slack: FakeSlack,

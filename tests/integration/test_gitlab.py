@@ -23,6 +23,7 @@ from tests.integration.conftest import (
     FAST_RECOVERY,
     RECOVERY_DB,
     all_in,
+    settle,
     wait_for_deliveries,
 )
 from tests.integration.workerproc import WorkerProcess
@@ -48,13 +49,6 @@ def guide_config(fake: FakeGitLab, **overrides: Any) -> dict[str, Any]:
     return {"base_url": fake.base_url, "token": fake.token, "project_id": PATH,
             "auto_create_mrs": True, "mr_target_branch": "main",
             "pipeline_triggers": {"config-deploy": "config-deployment"}, **overrides}
-
-
-async def settle(service: ConfigService, key: str, value: object) -> list[dict[str, Any]]:
-    """Set a key and wait until its own deliveries are final (gitlab skips integrations.*)."""
-    result = await service.set_config(key, value)
-    return await wait_for_deliveries(service, result.event_id,
-                                     all_in("delivered", "dead", "skipped"))
 
 
 async def change(service: ConfigService, status: str, timeout_s: float = 30.0,

@@ -17,6 +17,7 @@ from tests.integration.conftest import (
     FAST_RECOVERY,
     RECOVERY_DB,
     all_in,
+    settle,
     wait_for_deliveries,
 )
 from tests.integration.workerproc import WorkerProcess
@@ -31,16 +32,6 @@ def jira_fake() -> Iterator[FakeJira]:
     """A started FakeJira (project CONFIG with Task, Bug, Story), stopped after the test."""
     with FakeJira() as fake:
         yield fake
-
-
-async def settle(service: ConfigService, key: str, value: object) -> None:
-    """Set a key and wait until its own deliveries are finished (so the fake can be reset)."""
-    result = await service.set_config(key, value)
-    for _ in range(100):
-        if await service.get_deliveries(result.event_id):
-            await wait_for_deliveries(service, result.event_id, all_in("delivered", "dead"))
-            return
-        await asyncio.sleep(0.02)
 
 
 async def configure(service: ConfigService, fake: FakeJira, **overrides: Any) -> None:

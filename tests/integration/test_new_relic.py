@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 from collections.abc import Iterator
@@ -12,11 +11,10 @@ import pytest
 
 from config_core import ConfigError, ConfigService
 from tests.fakes.new_relic import FakeNewRelic
-from tests.integration.conftest import all_in, wait_for_deliveries
+from tests.integration.conftest import all_in, settle, wait_for_deliveries
 
 pytestmark = pytest.mark.integration
 
-DONE = all_in("delivered", "dead", "skipped")
 GUIDE_CUSTOM_ATTRIBUTES = {"service": "central-configuration", "team": "platform",
                            "environment": "production"}
 
@@ -36,16 +34,6 @@ def newrelic_config(fake: FakeNewRelic, **overrides: Any) -> dict[str, Any]:
                             "performance": "ConfigurationPerformance"},
             "custom_attributes": GUIDE_CUSTOM_ATTRIBUTES, "base_url": fake.base_url,
             **overrides}
-
-
-async def settle(service: ConfigService, key: str, value: object) -> None:
-    """Set a key and wait until its own deliveries are finished (skipped ones included)."""
-    result = await service.set_config(key, value)
-    for _ in range(100):
-        if await service.get_deliveries(result.event_id):
-            await wait_for_deliveries(service, result.event_id, DONE)
-            return
-        await asyncio.sleep(0.02)
 
 
 async def configure(service: ConfigService, fake: FakeNewRelic, **overrides: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,13 @@ import pytest
 from config_core import ConfigError, ConfigService
 from tests.conftest import redis_url
 from tests.fakes.zendesk import FakeZendesk
-from tests.integration.conftest import FAST_RECOVERY, RECOVERY_DB, all_in, wait_for_deliveries
+from tests.integration.conftest import (
+    FAST_RECOVERY,
+    RECOVERY_DB,
+    all_in,
+    settle,
+    wait_for_deliveries,
+)
 from tests.integration.workerproc import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -25,7 +30,6 @@ TEMPLATES = {
     "config_error": {"subject": "Configuration Error: {config_key}", "priority": "high",
                      "type": "problem", "tags": ["configuration", "error", "urgent"]},
 }
-DONE = all_in("delivered", "dead", "skipped")
 
 
 @pytest.fixture
@@ -41,16 +45,6 @@ def zendesk_config(fake: FakeZendesk, **overrides: Any) -> dict[str, Any]:
     return {"subdomain": "yourcompany", "base_url": fake.base_url, "email": fake.email,
             "api_token": fake.api_token, "default_assignee": ASSIGNEE,
             "ticket_templates": TEMPLATES, **overrides}
-
-
-async def settle(service: ConfigService, key: str, value: object) -> None:
-    """Set a key and wait until its own deliveries are finished (skipped ones included)."""
-    result = await service.set_config(key, value)
-    for _ in range(100):
-        if await service.get_deliveries(result.event_id):
-            await wait_for_deliveries(service, result.event_id, DONE)
-            return
-        await asyncio.sleep(0.02)
 
 
 async def configure(service: ConfigService, fake: FakeZendesk, **overrides: Any) -> None:

@@ -21,7 +21,6 @@ from connectors.azure_ad import (
     groups_query,
     is_user,
     members_params,
-    merge,
     needs_advanced_query,
     odata_quote,
     scope,
@@ -29,7 +28,7 @@ from connectors.azure_ad import (
     user_email,
 )
 from connectors.errors import AuthError, RateLimited, Rejected, Unavailable
-from connectors.identity import DirectoryUser
+from connectors.identity import DirectoryUser, merge_by_email
 from tests.conftest import UNIT_DB, redis_url
 from tests.fakes.azure_ad import (
     DEVICE,
@@ -197,7 +196,7 @@ def test_is_user__odata_type__only_users(kind: str, expected: bool) -> None:
 
 
 def test_merge__same_email_twice__one_record_highest_active_role() -> None:
-    merged = merge([DirectoryUser("a@c.com", False, None, ["APG_Admins"]),
+    merged = merge_by_email([DirectoryUser("a@c.com", False, None, ["APG_Admins"]),
                     DirectoryUser("a@c.com", True, "read", ["APG_QA"]),
                     DirectoryUser("b@c.com", True, "write", ["APG_Developers"])])
     assert merged == [DirectoryUser("a@c.com", True, "read", ["APG_Admins", "APG_QA"]),
