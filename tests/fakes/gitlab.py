@@ -524,3 +524,14 @@ def _check_variables(variables: Any) -> str | None:
         if variable.get("variable_type", "env_var") not in ("env_var", "file"):
             return f"variables[{i}][variable_type] does not have a valid value"
     return None
+
+
+GUIDE_PROJECT = "group/config-repo"
+"""The project the tests use, given by its path (URL-encoded by the connector)."""
+
+
+def guide_config(fake: FakeGitLab, **overrides: Any) -> dict[str, Any]:
+    """The guide's GitLab setup, pointed at ``fake``."""
+    return {"base_url": fake.base_url, "token": fake.token, "project_id": GUIDE_PROJECT,
+            "auto_create_mrs": True, "mr_target_branch": "main",
+            "pipeline_triggers": {"config-deploy": "config-deployment"}, **overrides}

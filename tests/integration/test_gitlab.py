@@ -18,7 +18,7 @@ import pytest
 
 from config_core import ConfigService
 from tests.conftest import redis_url
-from tests.fakes.gitlab import FakeGitLab
+from tests.fakes.gitlab import GUIDE_PROJECT, FakeGitLab, guide_config
 from tests.integration.conftest import (
     FAST_RECOVERY,
     RECOVERY_DB,
@@ -30,7 +30,7 @@ from tests.integration.workerproc import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-PATH = "group/config-repo"
+PATH = GUIDE_PROJECT
 FILE = "config/production/app.database.host.json"
 LOST_ANSWER_S = 4.5
 """Longer than the workers' 3 s read timeout: the client gives up, the fake has acted."""
@@ -42,13 +42,6 @@ def gitlab_fake() -> Iterator[FakeGitLab]:
     with FakeGitLab() as fake:
         fake.add_project(PATH, branches=("main", "config-deployment"))
         yield fake
-
-
-def guide_config(fake: FakeGitLab, **overrides: Any) -> dict[str, Any]:
-    """The guide's GitLab setup, pointed at the fake."""
-    return {"base_url": fake.base_url, "token": fake.token, "project_id": PATH,
-            "auto_create_mrs": True, "mr_target_branch": "main",
-            "pipeline_triggers": {"config-deploy": "config-deployment"}, **overrides}
 
 
 async def change(service: ConfigService, status: str, timeout_s: float = 30.0,

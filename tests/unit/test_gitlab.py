@@ -29,10 +29,10 @@ from connectors.gitlab.payloads import (
     plan,
     trigger_form,
 )
-from tests.fakes.gitlab import FakeGitLab
+from tests.fakes.gitlab import GUIDE_PROJECT, FakeGitLab, guide_config
 from tests.unit.samples import make_event
 
-PATH = "group/config-repo"
+PATH = GUIDE_PROJECT
 FILE = "config/production/app.database.host.json"
 
 
@@ -42,13 +42,6 @@ def gitlab_fake() -> Iterator[FakeGitLab]:
     with FakeGitLab() as fake:
         fake.add_project(PATH, branches=("main", "config-deployment"))
         yield fake
-
-
-def guide_config(fake: FakeGitLab, **overrides: Any) -> dict[str, Any]:
-    """The guide's setup, pointed at the fake (project given by its path)."""
-    return {"base_url": fake.base_url, "token": fake.token, "project_id": PATH,
-            "auto_create_mrs": True, "mr_target_branch": "main",
-            "pipeline_triggers": {"config-deploy": "config-deployment"}, **overrides}
 
 
 def build(config: dict[str, Any]) -> GitLabConnector:
