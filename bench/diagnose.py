@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from bench import settings
 from config_core.service import ConfigService
 from config_core.settings import client_url
-from config_core.store_lua import WRITE_SCRIPT
+from config_core.state.values import WRITE_SCRIPT
 
 CALLS = 3000
 PROFILE_LINES = 15

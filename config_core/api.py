@@ -19,10 +19,10 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from starlette.routing import Match
 
-from config_core import apikeys
 from config_core.access import RANK, required_role
 from config_core.errors import AccessDenied, ConfigError, IntegrationError
 from config_core.service import ConfigService
+from config_core.state import apikeys
 from config_core.validation import MAX_KEY_LENGTH
 
 KEY_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"

@@ -18,9 +18,10 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from config_core import apikeys, supervisor
+from config_core import supervisor
 from config_core.errors import ApgConfigError, ConfigError
 from config_core.service import ConfigService
+from config_core.state import apikeys
 
 Handler = Callable[[ConfigService, argparse.Namespace], Awaitable[Any]]
 
@@ -156,6 +157,10 @@ async def _replay(service: ConfigService, args: argparse.Namespace) -> dict[str,
     return {"event_id": args.event_id, "connector": args.connector, "replay": "requested"}
 
 
+async def _status(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
+    return await service.status()
+
+
 async def _health(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
     return await service.check_integration_health()
 
@@ -235,6 +240,7 @@ _COMMANDS: dict[str, tuple[Handler, str, list[tuple[tuple[str, ...], dict[str, A
         _EVENT, (("--connector",), {"help": "only this connector"}),
     ]),
     "health": (_health, "check every configured connector", []),
+    "status": (_status, "relays seen (alive, backlog), outbox length, dead deliveries", []),
     "apikeys": (_apikeys, "create, list or revoke API keys of the HTTP API", [
         (("action",), {"choices": ["create", "list", "revoke"]}),
         (("id",), {"nargs": "?", "help": "key id, for revoke"}),

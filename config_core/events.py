@@ -6,7 +6,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 SCHEMA_VERSION = 1
 """Bumped whenever a field of the event changes meaning."""
@@ -16,6 +16,26 @@ DELETED = "config.deleted"
 ERROR = "config.error"
 SECURITY_VIOLATION = "security.violation"
 REPLAY = "delivery.replay"
+
+
+class Event(TypedDict, total=False):
+    """The event document every connector receives (``schema_version`` 1)."""
+
+    schema_version: int
+    event_id: str
+    type: str
+    tenant: str
+    environment: str
+    key: str
+    old_value: Any
+    new_value: Any
+    version: int
+    changed_by: str | None
+    reason: str | None
+    timestamp: str
+    timestamp_epoch: float
+    urgency: str | None
+    metadata: dict[str, Any]
 
 
 def now() -> datetime:
@@ -42,6 +62,9 @@ class Change:
     metadata: dict[str, Any] = field(default_factory=dict)
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     at: datetime = field(default_factory=now)
+    idempotency_key: str = ""
+    """Identifies the write: asked again with the same id, it is applied once (see
+    ``state.values``); the service gives every write one."""
 
     def event_head(self, masked_value_json: str) -> str:
         """The event's JSON without its closing brace; the script appends old_value and version.

@@ -11,16 +11,23 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from config_core import integrations, settings
+from config_core import hooks, integrations, settings
 from config_core.errors import AccessDenied, ConfigError, IntegrationError
 from config_core.events import CHANGED, DELETED, ERROR, SECURITY_VIOLATION, Change
-from config_core.layout import Namespace
 from config_core.masking import mask_for_key
 from config_core.schemas import SCHEMAS_KEY, SchemaError, Schemas
-from config_core.store import Conflict, Missing, SchemasChanged, Store, Write, event_only
-from config_core.validation import MAX_KEY_LENGTH, check_key, encode_value
-from connectors import registry
-from connectors.base import AsyncConnector, BaseConnector
+from config_core.state import directory
+from config_core.state.keys import Namespace
+from config_core.state.values import (
+    Applied,
+    Conflict,
+    Missing,
+    SchemasChanged,
+    Write,
+    event_only,
+)
+from config_core.store import Store
+from config_core.validation import MAX_KEY_LENGTH, check_key, encode_value, idempotency
 
 log = logging.getLogger(__name__)
 
@@ -57,40 +64,50 @@ class ConfigService:
 
     async def set_config(self, key: str, value: Any, *, changed_by: str | None = None,
                          reason: str | None = None, metadata: dict[str, Any] | None = None,
-                         ) -> SetResult:
-        """Store ``value`` under ``key`` and emit a ``config.changed`` event for delivery."""
-        return await self._set(key, value, changed_by, reason, metadata, emit=True)
+                         idempotency_key: str | None = None) -> SetResult:
+        """Store ``value`` under ``key`` and emit a ``config.changed`` event for delivery.
+
+        ``idempotency_key``: calling again with the same key (within a day) applies nothing
+        and returns the first call's result; use it to retry a call whose outcome is unknown.
+        """
+        return await self._set(key, value, changed_by, reason, metadata, emit=True,
+                               idempotency_key=idempotency_key)
 
     async def set_config_local_only(self, key: str, value: Any, *, changed_by: str | None = None,
-                                    reason: str | None = None) -> SetResult:
+                                    reason: str | None = None,
+                                    idempotency_key: str | None = None) -> SetResult:
         """Store ``value`` without emitting any event; history records it as local only."""
-        return await self._set(key, value, changed_by, reason, None, emit=False)
+        return await self._set(key, value, changed_by, reason, None, emit=False,
+                               idempotency_key=idempotency_key)
 
     async def delete_config(self, key: str, *, changed_by: str | None = None,
-                            reason: str | None = None) -> SetResult:
+                            reason: str | None = None,
+                            idempotency_key: str | None = None) -> SetResult:
         """Remove ``key`` and emit ``config.deleted``; ``KeyError`` if it has no value."""
         check_key(key)
         split = integrations.split(key)
         if split and split[1]:
             raise ConfigError(f"cannot delete {key!r} on its own: set integrations.{split[0]} "
                               "without that field")
-        change = self._change(DELETED, key, None, changed_by, reason, None)
+        change = self._change(DELETED, key, None, changed_by, reason, None, idempotency_key)
         masked_json = "null"
         try:
-            version = await self.store.write(Write("delete", key, "null", masked_json, change,
+            applied = await self.store.write(Write("delete", key, "null", masked_json, change,
                                                    "null", emit=True))
         except Missing:
             raise KeyError(key) from None
         except AccessDenied as exc:
             raise await self._refuse(exc, changed_by) from None
         await self._dispatch_inline()
-        return SetResult("applied", key, version, change.event_id)
+        return SetResult("applied", key, applied.version, applied.event_id)
 
     async def _set(self, key: str, value: Any, changed_by: str | None, reason: str | None,
-                   metadata: dict[str, Any] | None, *, emit: bool) -> SetResult:
+                   metadata: dict[str, Any] | None, *, emit: bool,
+                   idempotency_key: str | None) -> SetResult:
         try:
-            change = self._change(CHANGED, check_key(key), value, changed_by, reason, metadata)
-            version = await self._apply(change, emit)
+            change = self._change(CHANGED, check_key(key), value, changed_by, reason, metadata,
+                                  idempotency_key)
+            applied = await self._apply(change, emit)
         except AccessDenied as exc:
             raise await self._refuse(exc, changed_by, value) from None
         except ConfigError as exc:
@@ -99,9 +116,9 @@ class ConfigService:
             raise
         if emit:
             await self._dispatch_inline()
-        return SetResult("applied", key, version, change.event_id if emit else None)
+        return SetResult("applied", key, applied.version, applied.event_id)
 
-    async def _apply(self, change: Change, emit: bool) -> int:
+    async def _apply(self, change: Change, emit: bool) -> Applied:
         """Check and write one change, again if the schemas changed meanwhile."""
         for _ in range(_CAS_ATTEMPTS):
             if self.schemas.version is None:
@@ -112,7 +129,7 @@ class ConfigService:
                 await self._load_schemas()
         raise ConfigError(f"{change.key!r}: integrations.schemas keeps changing; try again")
 
-    async def _write_checked(self, change: Change, emit: bool) -> int:
+    async def _write_checked(self, change: Change, emit: bool) -> Applied:
         key, value = change.key, change.new_value
         value_json = encode_value(key, value)
         split = integrations.split(key)
@@ -162,7 +179,7 @@ class ConfigService:
 
     async def get_role(self, email: str) -> str | None:
         """The role the identity directory gives ``email``: admin, write, read or None."""
-        return await self.store.redis.hget(self.namespace.roles, email.lower())
+        return await self.store.redis.hget(directory.roles_key(self.namespace), email.lower())
 
     async def _report_error(self, key: Any, value: Any, error: ConfigError,
                             changed_by: str | None, reason: str | None) -> None:
@@ -181,7 +198,8 @@ class ConfigService:
         except (ConfigError, IntegrationError, RedisError) as exc:
             log.warning("config.error event for %r not recorded: %s", key, exc)
 
-    async def _set_field(self, name: str, path: list[str], change: Change, emit: bool) -> int:
+    async def _set_field(self, name: str, path: list[str], change: Change, emit: bool
+                         ) -> Applied:
         """Set one field of an integration's dict; retried if another writer got there first."""
         storage_key = integrations.PREFIX + name
         for _ in range(_CAS_ATTEMPTS):
@@ -214,7 +232,7 @@ class ConfigService:
             return frozenset()
         cls = await self._connector_class(name)
         if cls is None:
-            known = sorted({*registry.BUILTIN, *integrations.SYSTEM_SECTIONS,
+            known = sorted({*hooks.catalog().builtin, *integrations.SYSTEM_SECTIONS,
                             *(await self.store.registered())})
             raise ConfigError(f"integrations.{name} is not a known connector or section; "
                               f"known: {known} (register custom connectors first)")
@@ -224,29 +242,28 @@ class ConfigService:
             raise ConfigError(f"integrations.{name} must be a dict of settings")
         return cls.secret_fields()
 
-    async def _connector_class(self, name: str) -> type[BaseConnector] | None:
-        builtin = registry.builtin_class(name)
+    async def _connector_class(self, name: str) -> Any:
+        builtin = hooks.catalog().builtin_class(name)
         if builtin is not None:
             return builtin
         path = await self.store.registered_class(name)
-        return registry.load(path) if path else None
+        return hooks.catalog().load(path) if path else None
 
     def _change(self, kind: str, key: str, value: Any, changed_by: str | None,
-                reason: str | None, metadata: dict[str, Any] | None) -> Change:
+                reason: str | None, metadata: dict[str, Any] | None,
+                idempotency_key: str | None = None) -> Change:
         for field, text in (("changed_by", changed_by), ("reason", reason)):
             if text is not None and not isinstance(text, str):
                 raise ConfigError(f"{field} must be a string, got {type(text).__name__}")
         if metadata is not None:
             encode_value("metadata", metadata)
         return Change(kind, self.tenant, self.environment, key, value, changed_by, reason,
-                      dict(metadata or {}))
+                      dict(metadata or {}), idempotency_key=idempotency(idempotency_key))
 
     async def _dispatch_inline(self) -> None:
         """In eager mode, relay and deliver right away in this process."""
         if settings.eager():
-            from workers.relay import drain_inline  # eager mode only: config_core stays Celery-free
-
-            await asyncio.to_thread(drain_inline, self.redis_url, self.namespace)
+            await asyncio.to_thread(hooks.inline_dispatch(), self.redis_url, self.namespace)
 
     # reads -------------------------------------------------------------------------------------
 
@@ -291,15 +308,16 @@ class ConfigService:
 
     # connectors and deliveries -----------------------------------------------------------------
 
-    async def register_connector(self, name: str, connector: BaseConnector, *,
+    async def register_connector(self, name: str, connector: Any, *,
                                  changed_by: str | None = None) -> SetResult:
         """Register a custom connector instance: its class path and its config are stored."""
         check_key(name)
-        if "." in name or name in integrations.SYSTEM_SECTIONS or name in registry.BUILTIN:
+        catalog = hooks.catalog()
+        if "." in name or name in integrations.SYSTEM_SECTIONS or name in catalog.builtin:
             raise ConfigError(f"connector name {name!r} is reserved or contains '.'")
-        if not isinstance(connector, BaseConnector):
+        if not catalog.is_connector(connector):
             raise ConfigError(f"{type(connector).__name__} is not a BaseConnector subclass")
-        path = registry.check_importable(type(connector))
+        path = catalog.check_importable(type(connector))
         key = integrations.PREFIX + name
         config = dict(connector.config)
         type(connector).validate_config(config) if connector.settings else None
@@ -309,29 +327,30 @@ class ConfigService:
         await self._load_schemas()
         self.schemas.check(key, config)
         try:
-            version = await self.store.write(Write(
+            applied = await self.store.write(Write(
                 "set", key, encode_value(key, config), masked_json, change, masked_json, True,
                 self.schemas.version or 0, registry=(name, path)))
         except SchemasChanged:
             raise ConfigError("integrations.schemas changed during registration; try again") \
                 from None
         await self._dispatch_inline()
-        return SetResult("applied", key, version, change.event_id)
+        return SetResult("applied", key, applied.version, applied.event_id)
 
-    async def get_connector(self, name: str) -> AsyncConnector:
+    async def get_connector(self, name: str) -> Any:
         """The configured connector ``name``, with awaitable methods."""
         cls = await self._connector_class(name)
         stored, _ = await self.store.read(integrations.PREFIX + name)
         if cls is None or stored is None:
             raise KeyError(f"connector {name!r} is not configured")
-        return AsyncConnector(cls.from_stored(name, json.loads(stored)))
+        return hooks.catalog().wrap_async(cls.from_stored(name, json.loads(stored)))
 
     async def configured_connectors(self) -> list[str]:
         """Names of connectors that have a stored config."""
         keys = await self.store.keys_with_prefix(integrations.PREFIX)
         names = [key[len(integrations.PREFIX):] for key in keys]
         custom = await self.store.registered()
-        return [n for n in names if "." not in n and (n in registry.BUILTIN or n in custom)]
+        builtin = hooks.catalog().builtin
+        return [n for n in names if "." not in n and (n in builtin or n in custom)]
 
     async def get_deliveries(self, event_id: str) -> list[dict[str, Any]]:
         """The delivery ledger of one event: one record per connector."""
@@ -361,7 +380,7 @@ class ConfigService:
 
     async def _health(self, name: str) -> dict[str, Any]:
         checked_at = datetime.now(UTC).isoformat()
-        connector: AsyncConnector | None = None
+        connector: Any = None
         try:
             connector = await self.get_connector(name)
             healthy = await connector.health_check()
@@ -373,11 +392,16 @@ class ConfigService:
         result: dict[str, Any] = {"status": "healthy" if healthy else "unhealthy",
                                   "last_check": checked_at}
         if not connector.connector.receives_events:  # an identity provider: its last sync too
-            sync = await self.store.redis.hgetall(f"{self.namespace.prefix}dir:{name}:meta")
+            sync = await self.store.redis.hgetall(directory.meta_key(self.namespace, name))
             result["sync"] = sync or {"status": "never synced"}
             if sync.get("status") == "error":
                 result["status"] = "unhealthy"
         return result
+
+    async def status(self) -> dict[str, Any]:
+        """What an operator looks at first: the relays seen (alive or not, with the backlog
+        each saw), this namespace's outbox length, dead and open deliveries."""
+        return await self.store.status()
 
     async def close(self) -> None:
         """Close the Redis connections."""
@@ -405,7 +429,7 @@ def _masked_or_none(key: str, value: Any) -> Any:
 
 
 def _builtin_secret_fields(name: str) -> frozenset[str]:
-    cls = registry.builtin_class(name)
+    cls = hooks.catalog().builtin_class(name)
     return cls.secret_fields() if cls else frozenset()
 
 

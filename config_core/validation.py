@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from typing import Any
 
 from config_core.errors import ConfigError
@@ -15,6 +16,11 @@ MAX_VALUE_BYTES = 64 * 1024
 """Largest value accepted, measured as its UTF-8 JSON encoding."""
 
 _KEY_RE = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 128
+"""Longest idempotency key accepted, in characters."""
+
+_IDEMPOTENCY_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
 def check_key(key: object) -> str:
@@ -64,3 +70,16 @@ def _check_plain_json(key: str, value: Any, path: str = "") -> None:
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             _check_plain_json(key, item, f"{path}[{index}]")
+
+
+def idempotency(key: object) -> str:
+    """A caller's idempotency key, checked; a fresh one when the caller gave none."""
+    if key is None:
+        return uuid.uuid4().hex
+    if not isinstance(key, str) or not _IDEMPOTENCY_RE.fullmatch(key):
+        raise ConfigError("idempotency_key must be a string of letters, digits, '_', '.', ':' "
+                          f"or '-', got {key!r}")
+    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise ConfigError(f"idempotency_key is {len(key)} characters; the limit is "
+                          f"{MAX_IDEMPOTENCY_KEY_LENGTH}")
+    return key

@@ -1,5 +1,7 @@
 """Connectors: one module per vendor, a shared HTTP client, and the BaseConnector contract."""
 
+from config_core import hooks
+from connectors import registry
 from connectors.base import AsyncConnector, BaseConnector
 from connectors.errors import (
     AuthError,
@@ -14,6 +16,8 @@ from connectors.errors import (
     Unavailable,
 )
 from connectors.settings import Setting
+
+hooks.register_catalog(registry.Catalog())
 
 __all__ = [
     "AsyncConnector", "AuthError", "BaseConnector", "ConnectorError", "Misconfigured",

@@ -36,6 +36,12 @@ class BaseConnector:
     """True for connectors that always send in batches (Splunk HEC): deliveries are buffered
     in Redis and flushed by ``batch_size`` / ``flush_interval`` (see ``batch_policy``)."""
 
+    retry_unknown_outcome: ClassVar[bool] = True
+    """Whether a delivery whose earlier attempt died while sending (outcome unknown) is sent
+    again. True suits connectors that look up what an earlier attempt made (``create_once``)
+    or whose vendor ignores duplicates; chat connectors set False: a message is never posted
+    twice, the delivery goes dead with the reason instead (replay sends it)."""
+
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = with_defaults(self.settings, dict(config))
         self.context: DeliveryContext = MemoryContext()

@@ -203,6 +203,7 @@ class DiscordConnector(DigestPolicy, BaseConnector):
     """Posts each configuration event as an embed to a Discord channel webhook."""
 
     name = "discord"
+    retry_unknown_outcome = False
     settings = (
         Setting("webhook_url", required=True, secret=True, check=http_url,
                 doc="Default channel's webhook; its path carries the token."),

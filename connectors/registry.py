@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Any
 
 from config_core.errors import ConfigError
-
-if TYPE_CHECKING:
-    from connectors.base import BaseConnector
+from connectors.base import AsyncConnector, BaseConnector
 
 BUILTIN: dict[str, str] = {
     "discord": "connectors.discord.DiscordConnector",
@@ -34,8 +33,6 @@ def class_path(cls: type) -> str:
 
 def load(path: str) -> type[BaseConnector]:
     """Import the connector class at ``path`` (``package.module.ClassName``)."""
-    from connectors.base import BaseConnector
-
     module_name, _, attr = path.rpartition(".")
     if not module_name:
         raise ConfigError(f"connector class path {path!r} must be 'package.module.ClassName'")
@@ -84,3 +81,24 @@ def builtin_class(name: str) -> type[BaseConnector] | None:
     """The built-in connector class registered under ``name``, if any."""
     path = BUILTIN.get(name)
     return load(path) if path else None
+
+
+class Catalog:
+    """The connector catalog ``config_core`` uses (see ``config_core.hooks``)."""
+
+    builtin: Mapping[str, str] = BUILTIN
+
+    def builtin_class(self, name: str) -> type[BaseConnector] | None:
+        return builtin_class(name)
+
+    def load(self, path: str) -> type[BaseConnector]:
+        return load(path)
+
+    def check_importable(self, cls: type) -> str:
+        return check_importable(cls)
+
+    def is_connector(self, obj: object) -> bool:
+        return isinstance(obj, BaseConnector)
+
+    def wrap_async(self, connector: Any) -> AsyncConnector:
+        return AsyncConnector(connector)

@@ -180,6 +180,7 @@ class SlackConnector(DigestPolicy, BaseConnector):
     """Posts each configuration event to a Slack incoming webhook."""
 
     name = "slack"
+    retry_unknown_outcome = False
     settings = (
         Setting("webhook_url", required=True, secret=True, check=http_url,
                 doc="Incoming-webhook URL; its path is the credential."),

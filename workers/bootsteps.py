@@ -1,4 +1,8 @@
-"""Worker bootstep that runs the outbox relay in a thread of the worker's main process."""
+"""Worker bootstep that runs the outbox relay in a thread of the worker's main process.
+
+The thread is supervised: should the relay ever return or raise, it is started again after a
+short pause, and ``celery -A workers inspect relay_status`` tells whether it is alive.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,22 @@ import threading
 from typing import Any
 
 from celery import bootsteps
+from celery.worker.control import inspect_command
+
+from config_core import settings
+from workers.redis_client import connect
+from workers.relay import Relay, consumer_name
 
 log = logging.getLogger(__name__)
 
+RESTART_PAUSE_MAX_S = 30.0
+"""Longest pause before a relay that stopped is started again."""
+
+_running: RelayStep | None = None
+
 
 class RelayStep(bootsteps.StartStopStep):
-    """Start the outbox relay with the worker and stop it on shutdown."""
+    """Start the outbox relay with the worker, keep it running, stop it on shutdown."""
 
     requires = ("celery.worker.components:Pool",)
 
@@ -22,19 +36,52 @@ class RelayStep(bootsteps.StartStopStep):
         self.enabled = os.environ.get("APGCFG_RELAY", "1") != "0"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.relay: Relay | None = None
 
     def start(self, worker: Any) -> None:
-        from config_core import settings
-        from workers.redis_client import connect
-        from workers.relay import Relay, consumer_name
-
-        relay = Relay(connect(settings.redis_url()), consumer_name())
-        self._thread = threading.Thread(target=relay.run, args=(self._stop,),
-                                        name="apgcfg-outbox-relay", daemon=True)
+        global _running
+        self.relay = Relay(connect(settings.redis_url()), consumer_name())
+        self._thread = threading.Thread(target=self.supervise, name="apgcfg-outbox-relay",
+                                        daemon=True)
         self._thread.start()
-        log.info("outbox relay started as consumer %s", relay.consumer)
+        _running = self
+        log.info("outbox relay started as consumer %s", self.relay.consumer)
+
+    def supervise(self) -> None:
+        """Run the relay until the worker stops, starting it again whenever it ends."""
+        assert self.relay is not None
+        while not self._stop.is_set():
+            try:
+                self.relay.run(self._stop)
+            except Exception as exc:
+                self.relay.health.error(exc)
+                log.exception("outbox relay stopped")
+            if self._stop.is_set():
+                return
+            self.relay.health.restarts += 1
+            pause_s = min(RESTART_PAUSE_MAX_S, 2.0 ** self.relay.health.restarts)
+            log.error("outbox relay ended unexpectedly; restart %d in %.0f s",
+                      self.relay.health.restarts, pause_s)
+            self._stop.wait(pause_s)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self, worker: Any) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+@inspect_command()
+def relay_status(state: Any) -> dict[str, Any]:
+    """``celery -A workers inspect relay_status``: whether this worker's relay runs."""
+    step = _running
+    if step is None or step.relay is None:
+        return {"relay": "off"}
+    health = step.relay.health
+    return {"relay": "alive" if step.alive() else "dead", "consumer": health.consumer,
+            "dispatched": health.dispatched, "poisoned": health.poisoned,
+            "reconciled": health.reconciled, "errors": health.errors,
+            "restarts": health.restarts, "last_error": health.last_error,
+            "backlog": health.backlog}

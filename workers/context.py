@@ -3,40 +3,30 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
-from config_core import settings
-from config_core.events import Change
-from config_core.layout import Namespace
-from config_core.store import event_only, write_sync
+from config_core.events import Change, Event
+from config_core.state import dedupe, ledger, values
+from config_core.state.keys import Namespace
+from config_core.state.values import event_only, write_sync
 from connectors.context import DeliveryContext
-from workers import ledger
 
-_APPEND_NOTE = """
-local notes = cjson.decode(redis.call('HGET', KEYS[1], ARGV[1]) or '[]')
-table.insert(notes, cjson.decode(ARGV[2]))
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(notes))
-"""
-
-_CLAIM_NEWEST = """
-local newest = tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or 0
-if newest > tonumber(ARGV[2]) then return newest end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return false
-"""
+Schedule = Callable[[Namespace, str, str, dict[str, Any], float], None]
+"""Publishes a follow-up: (namespace, event id, connector, state, delay_s)."""
 
 
 class RedisContext(DeliveryContext):
     """Context of one delivery (event, connector) in a namespace."""
 
-    def __init__(self, client: redis.Redis, ns: Namespace, event: dict[str, Any],
-                 connector: str, schedule: Any) -> None:
+    def __init__(self, client: redis.Redis, ns: Namespace, event: Event, connector: str,
+                 schedule: Schedule) -> None:
         self.client = client
         self.ns = ns
         self.event = event
-        self.event_id = event["event_id"]
+        self.event_id = event.get("event_id", "")
         self.connector = connector
         self._schedule = schedule
 
@@ -44,26 +34,20 @@ class RedisContext(DeliveryContext):
         return f"{self.connector}:{step}"
 
     def created(self, step: str) -> dict[str, Any] | None:
-        text: Any = self.client.hget(self.ns.dedupe(self.event_id), self._field(step))
-        return json.loads(text) if text else None
+        return dedupe.created(self.client, self.ns, self.event_id, self._field(step))
 
     def mark(self, step: str, state: str, ref: dict[str, Any] | None = None) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.ns.dedupe(self.event_id), self._field(step),
-                  json.dumps({"state": state, "ref": ref}))
-        pipe.expire(self.ns.dedupe(self.event_id), settings.EVENT_TTL_S)
-        pipe.execute()
+        dedupe.mark(self.client, self.ns, self.event_id, self._field(step), state, ref)
 
     def forget(self, step: str) -> None:
-        self.client.hdel(self.ns.dedupe(self.event_id), self._field(step))
+        dedupe.forget(self.client, self.ns, self.event_id, self._field(step))
 
     def follow_up(self, state: dict[str, Any], delay_s: float) -> None:
         self._schedule(self.ns, self.event_id, self.connector, state, delay_s)
 
     def add_note(self, note: dict[str, Any]) -> None:
         noted = {"connector": self.connector, "event_id": self.event_id, **note}
-        self.client.eval(_APPEND_NOTE, 1, self.ns.notes(self.event["key"]),
-                         str(self.event["version"]), json.dumps(noted))
+        values.add_note(self.client, self.ns, self.event["key"], self.event["version"], noted)
         ledger.add_detail(self.client, self.ns, self.event_id, self.connector, note)
 
     def emit(self, event_type: str, metadata: dict[str, Any]) -> str:
@@ -75,6 +59,4 @@ class RedisContext(DeliveryContext):
         return change.event_id
 
     def claim_newest(self, key: str, version: int) -> int | None:
-        newer: Any = self.client.eval(_CLAIM_NEWEST, 1, self.ns.triggered,
-                                      f"{self.connector}:{key}", version)
-        return int(newer) if newer else None
+        return dedupe.claim_newest(self.client, self.ns, f"{self.connector}:{key}", version)

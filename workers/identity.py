@@ -6,18 +6,17 @@ beat, every ``sync_interval`` seconds per provider) and inline from ``apgcfg ide
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
 
 import redis
 
-from config_core import directory
 from config_core.errors import ApgConfigError, ConfigError
 from config_core.events import Change
-from config_core.layout import NAMESPACES_KEY, Namespace
-from config_core.store import event_only, write_sync
+from config_core.state import directory, events, values
+from config_core.state.keys import Namespace
+from config_core.state.values import event_only, write_sync
 from connectors import registry
 from connectors.base import BaseConnector, call
 from connectors.identity import DEFAULT_SYNC_INTERVAL_S, IdentityConnector
@@ -27,10 +26,6 @@ log = logging.getLogger(__name__)
 SYNC_FAILED = "identity.sync_failed"
 """Event emitted when a sync fails (the previous directory stays in force)."""
 
-LOCK_S = 300
-"""A provider being synced is not scheduled again for this long."""
-
-
 class SyncFailed(ApgConfigError):
     """A provider's directory could not be fetched or stored; the previous one stays."""
 
@@ -38,7 +33,7 @@ class SyncFailed(ApgConfigError):
 def providers(client: redis.Redis, ns: Namespace) -> list[str]:
     """Identity providers configured in ``ns``."""
     names = [name for name, path in registry.BUILTIN.items()
-             if _is_identity(path) and client.hexists(ns.value(f"integrations.{name}"), "value")]
+             if _is_identity(path) and values.has_value(client, ns, f"integrations.{name}")]
     return sorted(names)
 
 
@@ -58,26 +53,25 @@ def sync(client: redis.Redis, ns: Namespace, provider: str) -> dict[str, Any]:
 
 def due(client: redis.Redis, ns: Namespace, provider: str) -> bool:
     """Whether ``provider``'s last sync is older than its ``sync_interval``."""
-    stored: Any = client.hget(ns.value(f"integrations.{provider}"), "value")
-    interval = (json.loads(stored) or {}).get("sync_interval") if stored else None
+    stored = values.read_json(client, ns, f"integrations.{provider}")
+    interval = (stored or {}).get("sync_interval")
     last = directory.status(client, ns, provider).get("last_sync")
     return last is None or time.time() - float(last) >= (interval or DEFAULT_SYNC_INTERVAL_S)
 
 
 def claim(client: redis.Redis, ns: Namespace, provider: str) -> bool:
     """Take the right to sync ``provider`` now (one sync at a time)."""
-    return bool(client.set(f"{ns.prefix}dir:{provider}:lock", "1", nx=True, ex=LOCK_S))
+    return directory.lock(client, ns, provider)
 
 
 def release(client: redis.Redis, ns: Namespace, provider: str) -> None:
-    client.delete(f"{ns.prefix}dir:{provider}:lock")
+    directory.unlock(client, ns, provider)
 
 
 def due_syncs(client: redis.Redis) -> list[tuple[Namespace, str]]:
     """Every (namespace, provider) whose sync is due and not already running."""
-    names: Any = client.smembers(NAMESPACES_KEY)
     found = []
-    for ns in (Namespace.parse(name) for name in sorted(names)):
+    for ns in events.namespaces(client):
         for provider in providers(client, ns):
             if due(client, ns, provider) and claim(client, ns, provider):
                 found.append((ns, provider))
@@ -86,13 +80,13 @@ def due_syncs(client: redis.Redis) -> list[tuple[Namespace, str]]:
 
 def _build(client: redis.Redis, ns: Namespace, provider: str) -> BaseConnector:
     path = registry.BUILTIN.get(provider)
-    stored: Any = client.hget(ns.value(f"integrations.{provider}"), "value")
+    stored = values.read_json(client, ns, f"integrations.{provider}")
     if path is None or not _is_identity(path):
         raise ConfigError(f"{provider!r} is not an identity provider "
                           f"(known: {[n for n, p in registry.BUILTIN.items() if _is_identity(p)]})")
     if stored is None:
         raise ConfigError(f"integrations.{provider} is not configured")
-    return registry.load(path).from_stored(provider, json.loads(stored))
+    return registry.load(path).from_stored(provider, stored)
 
 
 def _is_identity(path: str) -> bool:

@@ -14,16 +14,20 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import redis
 
 from config_core.errors import ApgConfigError
-from config_core.layout import NAMESPACES_KEY, Namespace
+from config_core.state import events, values
+from config_core.state.keys import Namespace
+from connectors.new_relic import performance_event
+from workers import loading
 
 log = logging.getLogger(__name__)
 
-PROVIDER = "newrelic"
+PROVIDER = loading.PERFORMANCE_PROVIDER
 MAX_SAMPLES = 10_000
 """Samples kept per namespace while New Relic is unreachable (older ones are dropped)."""
 
@@ -32,12 +36,12 @@ BATCH = 1000
 
 
 def perf_key(ns: Namespace) -> str:
-    return f"{ns.prefix}perf"
+    return ns.key("perf")
 
 
 def wanted(client: redis.Redis, ns: Namespace) -> bool:
     """Whether ``ns`` sends performance events (New Relic is configured)."""
-    return bool(client.hexists(ns.value(f"integrations.{PROVIDER}"), "value"))
+    return values.has_value(client, ns, f"integrations.{PROVIDER}")
 
 
 def record(client: Any, ns: Namespace, samples: list[dict[str, Any]]) -> None:
@@ -47,7 +51,7 @@ def record(client: Any, ns: Namespace, samples: list[dict[str, Any]]) -> None:
         client.ltrim(perf_key(ns), 0, MAX_SAMPLES - 1)
 
 
-def sample(operation: str, duration_ms: float, event: dict[str, Any],
+def sample(operation: str, duration_ms: float, event: Mapping[str, Any],
            connector: str | None = None) -> dict[str, Any]:
     """One sample of ``operation`` for ``event``."""
     return {"operation": operation, "duration_ms": max(0.0, round(duration_ms, 3)),
@@ -55,7 +59,7 @@ def sample(operation: str, duration_ms: float, event: dict[str, Any],
             "timestamp": time.time()}
 
 
-def write_samples(event: dict[str, Any], entry_id: str) -> list[dict[str, Any]]:
+def write_samples(event: Mapping[str, Any], entry_id: str) -> list[dict[str, Any]]:
     """The set_config and dispatch samples of an event the relay is dispatching now."""
     written_ms = float(entry_id.split("-", 1)[0])
     called_ms = float(event.get("timestamp_epoch") or 0) * 1000
@@ -65,11 +69,8 @@ def write_samples(event: dict[str, Any], entry_id: str) -> list[dict[str, Any]]:
 
 def flush(client: redis.Redis) -> int:
     """Send waiting samples of every namespace to New Relic; return how many were sent."""
-    from workers.services import build_connector
-
     sent = 0
-    names: Any = client.smembers(NAMESPACES_KEY)
-    for ns in (Namespace.parse(name) for name in sorted(names)):
+    for ns in events.namespaces(client):
         if not wanted(client, ns):
             continue
         texts: Any = client.rpop(perf_key(ns), BATCH)
@@ -77,7 +78,7 @@ def flush(client: redis.Redis) -> int:
             continue
         samples = [json.loads(text) for text in texts]
         try:
-            connector: Any = build_connector(ns, PROVIDER)
+            connector: Any = loading.build_connector(client, ns, PROVIDER)
             connector.send_events([_event(connector, s) for s in samples])
             sent += len(samples)
         except ApgConfigError as exc:
@@ -87,6 +88,4 @@ def flush(client: redis.Redis) -> int:
 
 
 def _event(connector: Any, s: dict[str, Any]) -> dict[str, Any]:
-    from connectors.new_relic import performance_event
-
     return performance_event(s, connector.config)

@@ -1,4 +1,4 @@
-"""One synchronous Redis client per worker process (rebuilt after a fork)."""
+"""One synchronous Redis client per worker process (rebuilt after a fork), with retries."""
 
 from __future__ import annotations
 
@@ -8,8 +8,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 from config_core import settings
+
+RETRIES = 5
+"""Times a command is sent again after a connection error or timeout (about 3 s in all):
+long enough for a Redis restart or a failover to pass, short enough for a task to fail and be
+reconciled later."""
 
 _client: redis.Redis | None = None
 _pid: int | None = None
@@ -40,7 +49,10 @@ def using(redis_client: redis.Redis) -> Iterator[None]:
 
 
 def connect(url: str) -> redis.Redis:
-    """A new client for ``url`` (``redis+socket://`` accepted)."""
+    """A new client for ``url`` (``redis+socket://`` accepted) that retries lost connections."""
+    retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES,
+                  supported_errors=(RedisConnectionError, RedisTimeoutError))
     return redis.Redis.from_url(settings.client_url(url), decode_responses=True,
                                 socket_timeout=30, socket_connect_timeout=5,
-                                health_check_interval=25)
+                                health_check_interval=25, retry=retry,
+                                retry_on_error=[RedisConnectionError, RedisTimeoutError])

@@ -1,10 +1,21 @@
-"""The outbox relay: turns outbox events into delivery tasks.
+"""The outbox relay: turns outbox events into delivery tasks, and keeps deliveries moving.
 
-It runs as a thread inside every ``celery -A workers worker`` (see ``RelayStep``). It reads the
-outbox streams in consumer group ``dispatch`` (XREADGROUP), publishes one delivery task per
-routed connector, then XACKs and deletes the entry. Entries that a dead relay left pending are
-claimed with XAUTOCLAIM once idle for ``CLAIM_IDLE_MS``. In eager mode the writer calls
-``drain_inline`` instead.
+It runs as a thread inside every ``celery -A workers worker`` (see ``workers.bootsteps``),
+which restarts it should it ever stop. It reads the outbox streams in consumer group
+``dispatch`` (XREADGROUP), records each routed delivery as pending, publishes one delivery task
+per connector, then XACKs and deletes the entry.
+
+Nothing stops it for long:
+- an entry it cannot dispatch (bad data, a connector setting that breaks routing) is recorded
+  as a dead delivery to ``relay`` with the reason, and the others go on;
+- Redis or broker outages are waited out; entries read but not dispatched stay pending in the
+  group and are read again;
+- an outbox stream or group that vanished (Redis restarted without its data) is recreated.
+
+Every ``SWEEP_EVERY_S`` it also claims entries a dead relay left pending (XAUTOCLAIM),
+publishes parked tasks that are due, reruns batches whose worker died, reconciles deliveries
+whose task was lost (ledger rows still open past their time), and reports its liveness.
+In eager mode the writer calls ``drain_inline`` instead.
 """
 
 from __future__ import annotations
@@ -18,17 +29,16 @@ import time
 from typing import Any
 
 import redis
-from redis.exceptions import ResponseError
+from kombu.exceptions import OperationalError
 
-from config_core import settings
-from config_core.layout import DISPATCH_GROUP, NAMESPACES_KEY, Namespace
+from config_core.events import Event
 from config_core.routing import route
+from config_core.state import buffers, events, ledger, parking, relays, values
+from config_core.state.keys import Namespace
+from config_core.state.ledger import LedgerRow, Status
 from connectors import registry
-from workers import batching, ledger, parking, performance
-from workers.flush import FLUSH_TASK, RUN_TASK
+from workers import batches, performance, scheduling
 from workers.redis_client import connect, using
-from workers.scheduling import publish
-from workers.services import buffer_directly
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +51,17 @@ BATCH = 100
 BLOCK_MS = 1000
 """How long one XREADGROUP waits for new entries."""
 
-CLAIM_EVERY_S = 5.0
-"""How often a relay looks for entries left by a dead relay, and for parked deliveries due."""
+SWEEP_EVERY_S = 5.0
+"""How often a relay claims abandoned entries, releases parked tasks and reconciles."""
+
+RELAY_ROW = "relay"
+"""Ledger row name of an event the relay could not dispatch (dead, with the reason)."""
+
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError, OperationalError, OSError)
+"""Failures that pass: the entry stays pending and is dispatched again."""
+
+MAX_PAUSE_S = 5.0
+"""Longest pause between two tries after consecutive failures."""
 
 
 class Relay:
@@ -51,26 +70,45 @@ class Relay:
     def __init__(self, client: redis.Redis, consumer: str) -> None:
         self.client = client
         self.consumer = consumer
-        self._groups: set[str] = set()
+        self.health = relays.Health(consumer)
+        self._groups: set[Namespace] = set()
+        self._reread_own = False
+
+    # the loop ------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Relay until ``stop`` is set, surviving Redis hiccups."""
+        """Relay until ``stop`` is set; no exception ends it."""
         next_sweep = 0.0
+        failures = 0
         while not stop.is_set():
             try:
                 if time.monotonic() >= next_sweep:
                     self.sweep()
-                    next_sweep = time.monotonic() + CLAIM_EVERY_S
+                    next_sweep = time.monotonic() + SWEEP_EVERY_S
                 self.read_once(block_ms=BLOCK_MS)
-            except redis.RedisError as exc:
-                log.warning("outbox relay: Redis error %s; retrying in 1 s", exc)
-                stop.wait(1.0)
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - the relay must outlive any failure
+                failures += 1
+                self._failed(exc)
+                stop.wait(min(MAX_PAUSE_S, 0.2 * 2 ** min(failures, 5)))
+
+    def _failed(self, exc: Exception) -> None:
+        self.health.error(exc)
+        if events.is_missing_group(exc):
+            log.warning("outbox relay: an outbox or its group is gone; recreating")
+            self._groups.clear()
+        elif isinstance(exc, TRANSIENT):
+            log.warning("outbox relay: %s: %s; retrying", type(exc).__name__, exc)
+        else:
+            log.exception("outbox relay: unexpected error; carrying on")
+        self._reread_own = True
 
     def namespaces(self) -> list[Namespace]:
-        names: Any = self.client.smembers(NAMESPACES_KEY)
-        found = [Namespace.parse(name) for name in sorted(names)]
+        found = events.namespaces(self.client)
         for ns in found:
-            self._ensure_group(ns)
+            if ns not in self._groups:
+                events.ensure_group(self.client, ns)
+                self._groups.add(ns)
         return found
 
     def read_once(self, block_ms: int | None = None) -> int:
@@ -79,102 +117,178 @@ class Relay:
         if not namespaces:
             time.sleep((block_ms or 0) / 1000)
             return 0
-        streams: dict[Any, Any] = {ns.outbox: ">" for ns in namespaces}
-        replies: Any = self.client.xreadgroup(DISPATCH_GROUP, self.consumer, streams,
-                                              count=BATCH, block=block_ms)
-        by_stream = {ns.outbox: ns for ns in namespaces}
-        count = 0
+        start = "0" if self._reread_own else ">"  # after a failure: our own pending first
+        streams: dict[Any, Any] = {events.outbox_key(ns): start for ns in namespaces}
+        replies: Any = self.client.xreadgroup(events.DISPATCH_GROUP, self.consumer, streams,
+                                              count=BATCH, block=None if start == "0" else block_ms)
+        by_stream = {events.outbox_key(ns): ns for ns in namespaces}
+        count = sum(len(entries) for _, entries in replies or [])
+        self._reread_own = False if start == "0" and count == 0 else self._reread_own
         for stream, entries in replies or []:
             self.dispatch(by_stream[stream], entries)
-            count += len(entries)
         return count
 
+    # the sweep -----------------------------------------------------------------------------
+
     def sweep(self) -> None:
-        """Claim entries a dead relay left pending, and publish parked deliveries now due."""
+        """Claim abandoned entries, publish due parked tasks, rerun dead batches, reconcile."""
+        backlog = {}
         for ns in self.namespaces():
-            reply: Any = self.client.xautoclaim(ns.outbox, DISPATCH_GROUP, self.consumer,
-                                                min_idle_time=CLAIM_IDLE_MS, start_id="0-0",
-                                                count=BATCH)
-            entries = [entry for entry in reply[1] if entry and entry[1]]
-            if entries:
-                log.info("outbox relay: claimed %d entries of %s", len(entries), ns.name)
-                self.dispatch(ns, entries)
-        for item in parking.take_due(self.client):
-            publish(item["task"], item["args"], item["kwargs"])
-            parking.done(self.client, item["member"])
-        for ns, connector, batch_id in batching.expired(self.client):
+            self._isolated(ns, "claim", self._claim_abandoned, ns)
+            self._isolated(ns, "reconcile", self.reconcile, ns)
+            backlog[ns.name] = self._isolated(ns, "backlog", relays.backlog, self.client, ns)
+        self._release_parked()
+        for ns, connector, batch_id in buffers.expired(self.client):
             log.info("outbox relay: running batch %s of %s again", batch_id, connector)
-            publish(RUN_TASK, [ns.name, connector, batch_id], {})
-        for ns, connector in batching.overdue(self.client):
-            publish(FLUSH_TASK, [ns.name, connector], {})
+            scheduling.publish(batches.RUN_TASK, [ns.name, connector, batch_id], {})
+        for ns, connector in buffers.overdue(self.client):
+            scheduling.publish(batches.FLUSH_TASK, [ns.name, connector], {})
+        self.health.beat(backlog)
+        relays.report(self.client, self.health)
+
+    def _isolated(self, ns: Namespace, what: str, work: Any, *args: Any) -> Any:
+        """Run one namespace's part of the sweep; a failure is logged, never blocks others."""
+        try:
+            return work(*args)
+        except TRANSIENT:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one namespace must not stop the others
+            if events.is_missing_group(exc):
+                self._groups.discard(ns)
+            log.warning("outbox relay: %s of %s failed: %s", what, ns.name, exc)
+            self.health.error(exc)
+            return None
+
+    def _claim_abandoned(self, ns: Namespace) -> None:
+        reply: Any = self.client.xautoclaim(events.outbox_key(ns), events.DISPATCH_GROUP,
+                                            self.consumer, min_idle_time=CLAIM_IDLE_MS,
+                                            start_id="0-0", count=BATCH)
+        entries = [entry for entry in reply[1] if entry and entry[1]]
+        if entries:
+            log.info("outbox relay: claimed %d entries of %s", len(entries), ns.name)
+            self.dispatch(ns, entries)
+
+    def _release_parked(self) -> None:
+        for item in parking.take_due(self.client):
+            scheduling.publish(item["task"], item["args"], item["kwargs"])
+            parking.done(self.client, item["member"])
+
+    def reconcile(self, ns: Namespace) -> int:
+        """Publish again the open deliveries whose task was lost; return how many."""
+        republished = 0
+        for event_id, connector in ledger.due(self.client, ns):
+            row = ledger.load(self.client, ns, event_id, connector)
+            if row is None or row.status not in ledger.OPEN:
+                ledger.forget_due(self.client, ns, event_id, connector)
+                continue
+            ledger.postpone(self.client, ns, event_id, connector, ledger.DUE_GRACE_S)
+            scheduling.publish(scheduling.delivery_task(connector), [ns.name, event_id, connector],
+                               {"urgency": row.urgency})
+            republished += 1
+        if republished:
+            log.warning("outbox relay: %d deliveries of %s were overdue; published again",
+                        republished, ns.name)
+            self.health.reconciled += republished
+        return republished
+
+    # dispatching ---------------------------------------------------------------------------
 
     def dispatch(self, ns: Namespace, entries: list[Any]) -> None:
         """Publish the deliveries of ``entries``, then acknowledge and delete them."""
         context = _RoutingContext.load(self.client, ns)
-        held: dict[str, list[tuple[dict[str, Any], str]]] = {}
+        held: dict[str, list[tuple[Event, str]]] = {}
         for entry_id, fields in entries:
-            if "e" in fields:
-                for name, urgency, event in self._dispatch_event(
-                        ns, json.loads(fields["e"]), context, entry_id):
-                    held.setdefault(name, []).append((event, urgency))
-            elif "r" in fields:
-                self._replay(ns, json.loads(fields["r"]))
+            if not fields:
+                continue  # deleted after it was read: nothing left to dispatch
+            for name, urgency, event in self._entry(ns, entry_id, fields, context):
+                held.setdefault(name, []).append((event, urgency))
         for name, waiting in held.items():
-            for event, urgency in buffer_directly(ns, name, waiting):
-                publish(task_name(name), [ns.name, event["event_id"], name],
-                        {"urgency": urgency})
+            for event, urgency in self._buffer(ns, name, waiting):
+                scheduling.publish(scheduling.delivery_task(name),
+                                   [ns.name, event["event_id"], name], {"urgency": urgency})
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.client.pipeline(transaction=True)
-        pipe.xack(ns.outbox, DISPATCH_GROUP, *ids)
-        pipe.xdel(ns.outbox, *ids)
+        pipe.xack(events.outbox_key(ns), events.DISPATCH_GROUP, *ids)
+        pipe.xdel(events.outbox_key(ns), *ids)
         pipe.execute()
+        self.health.dispatched += len(ids)
 
-    def _dispatch_event(self, ns: Namespace, event: dict[str, Any], context: _RoutingContext,
-                        entry_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    def _entry(self, ns: Namespace, entry_id: str, fields: dict[str, str],
+               context: _RoutingContext) -> list[tuple[str, str, Event]]:
+        """Dispatch one entry; one that cannot be dispatched is recorded, not raised."""
+        try:
+            if events.EVENT_FIELD in fields:
+                return self._dispatch_event(ns, json.loads(fields[events.EVENT_FIELD]),
+                                            context, entry_id)
+            if events.REPLAY_FIELD in fields:
+                self._replay(ns, json.loads(fields[events.REPLAY_FIELD]), context)
+            return []
+        except TRANSIENT:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a poison entry must not block the others
+            self._poisoned(ns, entry_id, fields, exc)
+            return []
+
+    def _dispatch_event(self, ns: Namespace, event: Event, context: _RoutingContext,
+                        entry_id: str) -> list[tuple[str, str, Event]]:
         """Store the event and publish its deliveries; return those for always-batched
         connectors, which the caller buffers together."""
         routes = route(event["key"], context.triggers, context.configured)
         urgencies = [u for u in ("high", "medium", "low") if u in routes.values()]
         event["urgency"] = urgencies[0] if urgencies else None
-        event_id = event["event_id"]
         if not routes:
             return []
         pipe = self.client.pipeline(transaction=True)
-        pipe.set(ns.event(event_id), json.dumps(event), ex=settings.EVENT_TTL_S)
-        for name, urgency in routes.items():
-            record = ledger.Record.new(name, urgency)
-            pipe.hsetnx(ns.deliveries(event_id), name, record.to_json())
-        pipe.expire(ns.deliveries(event_id), settings.EVENT_TTL_S)
+        events.store(pipe, ns, event)
+        ledger.open_rows(pipe, ns, event["event_id"], routes)
         pipe.execute()
         batched = []
         for name, urgency in routes.items():
             if registry.always_batched(name):
                 batched.append((name, urgency, event))  # no delivery task: it waits for a batch
             else:
-                publish(task_name(name), [ns.name, event_id, name], {"urgency": urgency})
+                scheduling.publish(scheduling.delivery_task(name),
+                                   [ns.name, event["event_id"], name], {"urgency": urgency})
         if performance.PROVIDER in context.configured:
             performance.record(self.client, ns, performance.write_samples(event, entry_id))
         return batched
 
-    def _replay(self, ns: Namespace, request: dict[str, Any]) -> None:
-        event_id = request["replay"]
-        for record in _records(self.client, ns, event_id):
-            if request.get("connector") not in (None, record.connector):
-                continue
-            record.status, record.attempts, record.next_attempt_at = ledger.PENDING, 0, None
-            ledger.save(self.client, ns, event_id, record)
-            publish(task_name(record.connector), [ns.name, event_id, record.connector],
-                    {"urgency": record.urgency})
-
-    def _ensure_group(self, ns: Namespace) -> None:
-        if ns.outbox in self._groups:
-            return
+    def _buffer(self, ns: Namespace, name: str, waiting: list[tuple[Event, str]]
+                ) -> list[tuple[Event, str]]:
+        """Buffer always-batched events; those it cannot get delivery tasks, which record
+        what is wrong."""
         try:
-            self.client.xgroup_create(ns.outbox, DISPATCH_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._groups.add(ns.outbox)
+            return batches.buffer_directly(ns, name, waiting)
+        except TRANSIENT:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the tasks report it per event
+            log.warning("outbox relay: could not buffer %d events for %s: %s", len(waiting),
+                        name, exc)
+            return waiting
+
+    def _poisoned(self, ns: Namespace, entry_id: str, fields: dict[str, str],
+                  exc: Exception) -> None:
+        """Record an entry that cannot be dispatched as a dead delivery, with the reason."""
+        reason = f"the relay could not dispatch this event: {type(exc).__name__}: {exc}"[:500]
+        log.error("outbox relay: entry %s of %s: %s", entry_id, ns.name, reason)
+        self.health.poisoned += 1
+        try:
+            event = json.loads(fields.get(events.EVENT_FIELD) or "{}")
+            event_id = str(event.get("event_id") or f"entry-{entry_id}")
+        except ValueError:
+            event_id = f"entry-{entry_id}"
+        row = LedgerRow.new(RELAY_ROW, "high").mark(Status.DEAD, reason)
+        ledger.finish(self.client, ns, event_id, row)
+
+    def _replay(self, ns: Namespace, request: dict[str, Any], context: _RoutingContext) -> None:
+        event_id = request["replay"]
+        stored: Any = self.client.hgetall(ledger.rows_key(ns, event_id))
+        for row in ledger.rows(stored):
+            if request.get("connector") not in (None, row.connector):
+                continue
+            ledger.reset(self.client, ns, event_id, row)
+            scheduling.publish(scheduling.delivery_task(row.connector),
+                               [ns.name, event_id, row.connector], {"urgency": row.urgency})
 
 
 class _RoutingContext:
@@ -187,25 +301,14 @@ class _RoutingContext:
     @classmethod
     def load(cls, client: redis.Redis, ns: Namespace) -> _RoutingContext:
         pipe = client.pipeline(transaction=False)
-        pipe.hget(ns.value("integrations.notifications"), "value")
-        pipe.zrangebylex(ns.index, "[integrations.", "[integrations.\xff")
-        pipe.hkeys(ns.connectors)
+        pipe.hget(values.value_key(ns, "integrations.notifications"), "value")
+        pipe.zrangebylex(values.index_key(ns), "[integrations.", "[integrations.\xff")
+        pipe.hkeys(values.registry_key(ns))
         notifications, keys, custom = pipe.execute()
-        triggers = (json.loads(notifications) or {}).get("triggers", {}) if notifications else {}
+        triggers = (values.decode(notifications) or {}).get("triggers", {})
         names = {key.split(".", 1)[1] for key in keys if key.count(".") == 1}
         known = set(registry.BUILTIN) | set(custom)
         return cls(triggers, {n for n in names & known if registry.receives_events(n)})
-
-
-def _records(client: redis.Redis, ns: Namespace, event_id: str) -> list[ledger.Record]:
-    stored: Any = client.hgetall(ns.deliveries(event_id))
-    return [ledger.Record.from_json(text) for name, text in stored.items()
-            if not name.endswith(ledger.DETAIL_SUFFIX)]
-
-
-def task_name(connector: str) -> str:
-    """The delivery task of a connector: one per built-in type, one shared by custom ones."""
-    return f"workers.deliver.{connector if connector in registry.BUILTIN else 'custom'}"
 
 
 def consumer_name() -> str:
@@ -216,7 +319,7 @@ def consumer_name() -> str:
 def drain_inline(redis_url: str, ns: Namespace) -> None:
     """Eager mode: relay (and so deliver) every waiting entry of ``ns`` in this thread."""
     relay = Relay(connect(redis_url), f"inline:{consumer_name()}")
-    relay._ensure_group(ns)
+    events.ensure_group(relay.client, ns)
     try:
         with using(relay.client):
             _drain(relay, ns)
@@ -226,8 +329,8 @@ def drain_inline(redis_url: str, ns: Namespace) -> None:
 
 def _drain(relay: Relay, ns: Namespace) -> None:
     while True:
-        replies: Any = relay.client.xreadgroup(DISPATCH_GROUP, relay.consumer,
-                                               {ns.outbox: ">"}, count=BATCH)
+        replies: Any = relay.client.xreadgroup(events.DISPATCH_GROUP, relay.consumer,
+                                               {events.outbox_key(ns): ">"}, count=BATCH)
         if not replies:
             return
         for _, entries in replies:

@@ -35,6 +35,12 @@ task_routes = ("workers.routing.route_by_urgency",)
 
 task_acks_late = True
 task_reject_on_worker_lost = True
+task_acks_on_failure = True
+"""A task that raised is acknowledged: its ledger row says what became of the delivery, and a
+row left pending or retrying past its time is published again by the relay's reconciler."""
+task_acks_on_timeout = False
+"""A task killed by its hard time limit is requeued; the ledger counted the attempt, and an
+attempt that died while sending is never repeated blindly (see ``workers.delivery``)."""
 task_ignore_result = True
 worker_prefetch_multiplier = 1
 broker_connection_retry_on_startup = True
@@ -70,10 +76,5 @@ beat_schedule = {
         "task": "workers.identity_tick",
         "schedule": 60.0,
         "options": {"expires": 60.0},
-    },
-    "release-parked-deliveries": {
-        "task": "workers.release_parked",
-        "schedule": 5.0,
-        "options": {"expires": 5.0},
     },
 }

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that take ids and call plain functions in ``workers.services``."""
+"""Celery tasks: thin wrappers that take ids and call plain functions."""
 
 from __future__ import annotations
 
@@ -6,38 +6,35 @@ from typing import Any
 
 from celery import Task
 
-from config_core.layout import Namespace
+from config_core.state.keys import Namespace
 from connectors import registry
 from connectors.errors import RetryableError
-from workers import flush, identity, parking, performance, services
+from workers import batches, delivery, identity, performance, scheduling
 from workers.celery_app import app
-from workers.identity import due_syncs
 from workers.redis_client import client
-from workers.scheduling import publish
-from workers.settings import MAX_COUNTDOWN_S
+from workers.retrying import backoff_s
+
+KINDS = [*registry.BUILTIN, "custom"]
+"""Task families: one per built-in connector, one shared by custom connectors."""
 
 
 def _deliver(self: Task, namespace: str, event_id: str, connector: str,
              urgency: str = "medium") -> str:
-    outcome = services.deliver(namespace, event_id, connector, urgency)
-    wait_s = outcome.retry_in_s
-    if wait_s is None:
+    outcome = delivery.deliver(namespace, event_id, connector, urgency)
+    if outcome.retry_in_s is None:
         return outcome.status
-    if wait_s <= MAX_COUNTDOWN_S or app.conf.task_always_eager:
-        raise self.retry(countdown=wait_s)
-    parking.park(client(), self.name, [namespace, event_id, connector], {"urgency": urgency},
-                 wait_s)
-    return "parked"
+    return scheduling.retry_later(self, outcome.retry_in_s, [namespace, event_id, connector],
+                                  {"urgency": urgency})
 
 
 def _register_deliver(kind: str) -> Any:
     """One delivery task per connector type, so Flower rows and rate limits are per connector."""
     return app.task(_deliver, name=f"workers.deliver.{kind}", bind=True, max_retries=None,
                     acks_late=True, reject_on_worker_lost=True,
-                    soft_time_limit=services.SOFT_TIME_LIMIT_S, time_limit=services.TIME_LIMIT_S)
+                    soft_time_limit=delivery.SOFT_TIME_LIMIT_S, time_limit=delivery.TIME_LIMIT_S)
 
 
-DELIVER_TASKS = {kind: _register_deliver(kind) for kind in [*registry.BUILTIN, "custom"]}
+DELIVER_TASKS = {kind: _register_deliver(kind) for kind in KINDS}
 
 FOLLOW_UP_MAX_RETRIES = 20
 """A follow-up (polling a build, say) whose vendor keeps failing gives up after this many."""
@@ -46,36 +43,26 @@ FOLLOW_UP_MAX_RETRIES = 20
 def _follow_up(self: Task, namespace: str, event_id: str, connector: str,
                state: dict[str, Any]) -> str:
     try:
-        return services.follow_up(namespace, event_id, connector, state)
+        return delivery.follow_up(namespace, event_id, connector, state)
     except RetryableError as exc:
-        wait_s = services.backoff_s(self.request.retries + 1, exc.retry_after_s)
-        raise self.retry(countdown=min(wait_s, MAX_COUNTDOWN_S)) from exc
+        wait_s = backoff_s(self.request.retries + 1, exc.retry_after_s)
+        return scheduling.retry_later(self, wait_s, [namespace, event_id, connector, state], {})
 
 
 def _register_follow_up(kind: str) -> Any:
     """Follow-ups (e.g. build status checks) rescheduled as tasks, never a sleeping worker."""
     return app.task(_follow_up, name=f"workers.follow_up.{kind}", bind=True,
                     max_retries=FOLLOW_UP_MAX_RETRIES, acks_late=True,
-                    soft_time_limit=services.SOFT_TIME_LIMIT_S, time_limit=services.TIME_LIMIT_S)
+                    soft_time_limit=delivery.SOFT_TIME_LIMIT_S, time_limit=delivery.TIME_LIMIT_S)
 
 
-FOLLOW_UP_TASKS = {kind: _register_follow_up(kind) for kind in [*registry.BUILTIN, "custom"]}
-
-
-@app.task(name="workers.release_parked")
-def release_parked() -> int:
-    """Publish parked deliveries that are due (also done by every relay; beat runs it too)."""
-    due = parking.take_due(client())
-    for item in due:
-        publish(item["task"], item["args"], item["kwargs"])
-        parking.done(client(), item["member"])
-    return len(due)
+FOLLOW_UP_TASKS = {kind: _register_follow_up(kind) for kind in KINDS}
 
 
 @app.task(name="workers.identity_tick")
 def identity_tick() -> int:
     """Start the identity syncs that are due (celery beat runs this every minute)."""
-    started = due_syncs(client())
+    started = identity.due_syncs(client())
     for ns, provider in started:
         identity_sync.apply_async(args=[ns.name, provider])
     return len(started)
@@ -93,29 +80,30 @@ def identity_sync(namespace: str, provider: str) -> dict[str, Any]:
         identity.release(client(), ns, provider)
 
 
-@app.task(name=flush.FLUSH_TASK)
+@app.task(name=batches.FLUSH_TASK)
 def flush_buffer(namespace: str, connector: str, force: bool = False) -> str:
     """Send the next due batch of a connector's buffer (as a chord)."""
-    return flush.flush(namespace, connector, force)
+    return batches.flush(namespace, connector, force)
 
 
-@app.task(name=flush.PREPARE_TASK, ignore_result=False, acks_late=True)
-def batch_prepare(namespace: str, connector: str, event_ids: list[str]) -> list[Any]:
+@app.task(name=batches.PREPARE_TASK, ignore_result=False, acks_late=True)
+def batch_prepare(namespace: str, connector: str, event_ids: list[str]) -> batches.Prepared:
     """Chord header: a chunk of events as the connector wants them in a batch."""
-    return flush.prepare(namespace, connector, event_ids)
+    return batches.prepare(namespace, connector, event_ids)
 
 
-@app.task(name=flush.POST_TASK, ignore_result=False, acks_late=True,
-          soft_time_limit=services.SOFT_TIME_LIMIT_S, time_limit=services.TIME_LIMIT_S)
-def batch_post(chunks: list[list[Any]], namespace: str, connector: str, batch_id: str) -> None:
+@app.task(name=batches.POST_TASK, ignore_result=False, acks_late=True,
+          soft_time_limit=delivery.SOFT_TIME_LIMIT_S, time_limit=delivery.TIME_LIMIT_S)
+def batch_post(chunks: list[batches.Prepared], namespace: str, connector: str,
+               batch_id: str) -> None:
     """Chord body: send the prepared events together and record each one's outcome."""
-    flush.post(chunks, namespace, connector, batch_id)
+    batches.post(chunks, namespace, connector, batch_id)
 
 
-@app.task(name=flush.RUN_TASK)
+@app.task(name=batches.RUN_TASK)
 def batch_run(namespace: str, connector: str, batch_id: str) -> None:
     """Run a claimed batch (again): after a retryable failure, or when its worker died."""
-    flush.run_batch(Namespace.parse(namespace), connector, batch_id)
+    batches.run_batch(Namespace.parse(namespace), connector, batch_id)
 
 
 @app.task(name="workers.flush_performance")

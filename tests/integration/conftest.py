@@ -22,7 +22,8 @@ RECOVERY_DB = 12
 """A database no session worker reads: tests there start and kill workers of their own."""
 
 FAST_RECOVERY = {"APGCFG_VISIBILITY_TIMEOUT_S": "10", "APGCFG_RELAY_CLAIM_IDLE_MS": "2000",
-                 "APGCFG_TASK_TIME_LIMIT_S": "8", "APGCFG_HTTP_TIMEOUT_S": "2,3"}
+                 "APGCFG_TASK_TIME_LIMIT_S": "8", "APGCFG_HTTP_TIMEOUT_S": "2,3",
+                 "APGCFG_RECONCILE_AFTER_S": "3"}
 """Worker settings that make recovery take seconds instead of minutes."""
 
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from config_core import AccessDenied, ConfigService
-from config_core.directory import user as directory_user
+from config_core.state.directory import user as directory_user
 from tests.fakes.auth0 import FakeAuth0
 from tests.fakes.discord import FakeDiscord
 

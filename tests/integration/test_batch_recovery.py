@@ -11,11 +11,11 @@ import pytest
 import redis
 
 from config_core import ConfigService
+from config_core.state import buffers
 from tests.conftest import redis_url
 from tests.fakes.splunk import FakeSplunk
 from tests.integration.conftest import FAST_RECOVERY, RECOVERY_DB
 from tests.integration.workerproc import WorkerProcess
-from workers import batching
 
 pytestmark = pytest.mark.integration
 
@@ -38,10 +38,10 @@ async def test_batch_claimed_then_flush_died__sweeper_posts_it_once(
                                  fake.config(batch_size=10, flush_interval=120))
             ids = [(await svc.set_config(f"app.k{i}", i)).event_id for i in range(25)]
             fake.wait_for_messages(20, timeout_s=30)  # two full batches went out
-            await wait_until(lambda: raw.llen(batching.buffer_key(svc.namespace, "splunk")) == 5)
+            await wait_until(lambda: raw.llen(buffers.buffer_key(svc.namespace, "splunk")) == 5)
             # When a flush claims the last five and dies before posting them
-            monkeypatch.setattr(batching, "LEASE_S", LEASE_S)
-            claimed = batching.claim(raw, svc.namespace, "splunk", force=True)
+            monkeypatch.setattr(buffers, "LEASE_S", LEASE_S)
+            claimed = buffers.claim(raw, svc.namespace, "splunk", force=True)
             assert claimed["status"] == "batch" and len(fake.messages()) == 20
             # Then once the lease runs out the worker's sweep posts that batch, once
             fake.wait_for_messages(25, timeout_s=LEASE_S + 30)

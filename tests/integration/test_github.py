@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from config_core import ConfigService
+from config_core.state.dedupe import dedupe_key
 from connectors.github.payloads import DISPATCH_INPUTS
 from tests.conftest import redis_url
 from tests.fakes.github import FakeGitHub
@@ -230,7 +231,7 @@ async def test_dispatch__worker_killed_mid_post__next_worker_finds_run_no_duplic
         # When the whole worker is SIGKILLed while the dispatch is in flight
         first.kill()
         raw = redis.Redis.from_url(redis_url(RECOVERY_DB), decode_responses=True)
-        dedupe = raw.hgetall(svc.namespace.dedupe(result.event_id))
+        dedupe = raw.hgetall(dedupe_key(svc.namespace, result.event_id))
         assert '"creating"' in dedupe["github:dispatch"] and '"created"' in dedupe["github:issue"]
         second = WorkerProcess(redis_url(RECOVERY_DB), tmp_path, extra_env=FAST_RECOVERY)
         second.wait_ready()

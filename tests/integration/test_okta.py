@@ -17,6 +17,7 @@ import redis
 
 from config_core import AccessDenied, ConfigService
 from config_core.access import RANK
+from config_core.state.directory import roles_key
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.okta import FakeOkta
 
@@ -104,7 +105,7 @@ async def test_cli_sync__guide_config__hundreds_of_users_over_pages_get_mapped_r
     result = sync_ok(service)
     # Then every mapped member is in the directory with the role its groups give
     assert result["status"] == "ok" and int(result["users"]) > 400
-    assert raw.hgetall(service.namespace.roles) == expected
+    assert raw.hgetall(roles_key(service.namespace)) == expected
     for role in ("admin", "write", "read"):
         assert await service.get_role(one_of(okta_fake, role)) == role
     inactive = next(u for u in okta_fake.members("Platform Team") if u["status"] != "ACTIVE")
@@ -142,7 +143,7 @@ async def test_cli_sync__page_two_fails__exit_nonzero_old_directory_kept_failure
     await service.set_config("integrations.discord", {"webhook_url": discord_fake.add_webhook()})
     await service.set_config("integrations.okta", okta_config(okta_fake))
     sync_ok(service)
-    before = raw.hgetall(service.namespace.roles)
+    before = raw.hgetall(roles_key(service.namespace))
     admin = one_of(okta_fake, "admin")
     okta_fake.set_status(admin, "SUSPENDED")
     # When the next sync's second page fails
@@ -151,7 +152,7 @@ async def test_cli_sync__page_two_fails__exit_nonzero_old_directory_kept_failure
     # Then it exits non-zero, and the previous directory stays in force
     assert failed.returncode != 0 and "previous directory kept" in failed.stderr
     assert okta_fake.token not in failed.stderr
-    assert raw.hgetall(service.namespace.roles) == before
+    assert raw.hgetall(roles_key(service.namespace)) == before
     assert await service.get_role(admin) == "admin"
     # And the failure is visible in the status and as a delivered identity.sync_failed event
     shown = apgcfg(service, "identity", "status", "okta")
@@ -176,8 +177,8 @@ async def test_worker_task__identity_sync_sent__directory_filled(
         app.send_task("workers.identity_sync", args=[service.namespace.name, "okta"],
                       connection=connection)
     # Then the worker fills the directory
-    await wait_until(lambda: raw.hget(service.namespace.roles, admin) == "admin")
-    assert raw.hgetall(service.namespace.roles) == expected_roles(okta_fake)
+    await wait_until(lambda: raw.hget(roles_key(service.namespace), admin) == "admin")
+    assert raw.hgetall(roles_key(service.namespace)) == expected_roles(okta_fake)
     assert len(okta_fake.page_requests()) >= 2
 
 

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from config_core import ConfigService
-from config_core.layout import PARKED_KEY
+from config_core.state.parking import PARKED_KEY
 from tests.conftest import redis_url
 from tests.fakes.discord import FakeDiscord
 from tests.integration.conftest import (

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import redis
 
 from config_core import ConfigService
-from config_core.layout import DISPATCH_GROUP
+from config_core.state.events import DISPATCH_GROUP, outbox_key
 from tests.conftest import redis_url
 from tests.fakes.discord import FakeDiscord
 from tests.integration.conftest import FAST_RECOVERY, RECOVERY_DB
@@ -47,8 +48,8 @@ async def test_relay_died_with_entries_pending__another_worker_claims_them(
     ids = [(await svc.set_config(f"app.k{i}", i)).event_id for i in range(40)]
     # And a relay that read 15 entries and died before publishing or acknowledging them
     raw = redis.Redis.from_url(redis_url(RECOVERY_DB), decode_responses=True)
-    raw.xgroup_create(svc.namespace.outbox, DISPATCH_GROUP, id="0")
-    taken = raw.xreadgroup(DISPATCH_GROUP, "dead-relay", {svc.namespace.outbox: ">"}, count=15)
+    raw.xgroup_create(outbox_key(svc.namespace), DISPATCH_GROUP, id="0")
+    taken = raw.xreadgroup(DISPATCH_GROUP, "dead-relay", {outbox_key(svc.namespace): ">"}, count=15)
     assert len(taken[0][1]) == 15
     # When a real worker starts
     worker = WorkerProcess(redis_url(RECOVERY_DB), tmp_path, extra_env=FAST_RECOVERY)
@@ -56,8 +57,8 @@ async def test_relay_died_with_entries_pending__another_worker_claims_them(
         worker.wait_ready()
         # Then every change is delivered, and the outbox is empty with nothing pending
         await wait_all_delivered(svc, ids, timeout_s=45)
-        assert raw.xlen(svc.namespace.outbox) == 0
-        assert raw.xpending(svc.namespace.outbox, DISPATCH_GROUP)["pending"] == 0
+        assert raw.xlen(outbox_key(svc.namespace)) == 0
+        assert raw.xpending(outbox_key(svc.namespace), DISPATCH_GROUP)["pending"] == 0
         assert "claimed 15 entries" in worker.log()
     finally:
         worker.stop()
@@ -66,7 +67,7 @@ async def test_relay_died_with_entries_pending__another_worker_claims_them(
     assert {f"app.k{i}" for i in range(40)} <= keys
 
 
-async def test_worker_sigkilled_mid_batch__next_worker_delivers_everything(
+async def test_worker_sigkilled_mid_batch__next_worker_finishes_each_once_or_dead_with_reason(
         lonely_service: ConfigService, tmp_path: Path) -> None:
     # Given a slow vendor, 80 changes, and a worker busy delivering them
     svc = lonely_service
@@ -83,9 +84,31 @@ async def test_worker_sigkilled_mid_batch__next_worker_delivers_everything(
             assert await delivered_count(svc, ids) < len(ids)
             second = WorkerProcess(redis_url(RECOVERY_DB), tmp_path, extra_env=FAST_RECOVERY)
             second.wait_ready()
-            # Then the second worker delivers every change (unacked tasks come back)
-            await wait_all_delivered(svc, ids, timeout_s=90)
+            # Then the second worker finishes every change: unacked tasks come back
+            rows = await wait_all_finished(svc, ids, timeout_s=90)
         finally:
             first.stop()
             if second is not None:
                 second.stop()
+        # And each is posted exactly once, except those whose sender died mid-request: they
+        # are dead with the reason (at most one per pool process), never posted twice
+        sent = Counter(f["value"] for m in fake.messages() for f in m["embeds"][0]["fields"]
+                       if f["name"] == "Key")
+        dead = {key: row for key, row in rows.items() if row["status"] == "dead"}
+        assert max(sent.values()) == 1
+        assert all(sent[key] == 1 for key, row in rows.items() if row["status"] == "delivered")
+        assert len(dead) <= 2
+        assert all("outcome unknown" in row["last_error"] for row in dead.values())
+
+
+async def wait_all_finished(service: ConfigService, event_ids: list[str], timeout_s: float
+                            ) -> dict[str, dict[str, object]]:
+    """Wait until every event's only delivery is over; its row by the event's key."""
+    deadline = time.monotonic() + timeout_s
+    rows: list[list[dict[str, object]]] = []
+    while time.monotonic() < deadline:
+        rows = list(await asyncio.gather(*(service.get_deliveries(e) for e in event_ids)))
+        if all(r and r[0]["status"] in ("delivered", "dead") for r in rows):
+            return {f"app.k{i}": r[0] for i, r in enumerate(rows)}
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not all finished in {timeout_s}s: {[r[0]['status'] for r in rows]}")

@@ -19,10 +19,11 @@ class WorkerFailed(AssertionError, RuntimeError):
 
 
 class WorkerProcess:
-    """One worker subprocess consuming high,medium,low, with its log in a file."""
+    """One worker subprocess consuming ``queues`` (all three by default), logging to a file."""
 
     def __init__(self, redis_url: str, log_dir: Path, *, concurrency: int = 2,
-                 extra_env: dict[str, str] | None = None, prefix: str = "itest") -> None:
+                 extra_env: dict[str, str] | None = None, prefix: str = "itest",
+                 queues: str = "high,medium,low") -> None:
         self.name = f"{prefix}-{uuid.uuid4().hex[:8]}@%h"
         self.log_path = log_dir / f"{self.name.split('@')[0]}.log"
         env = {**os.environ, "CONFIG_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT),
@@ -30,7 +31,7 @@ class WorkerProcess:
                **(extra_env or {})}
         env.pop("CELERY_TASK_ALWAYS_EAGER", None)
         command = [sys.executable, "-m", "celery", "-A", "workers", "worker",
-                   "-Q", "high,medium,low", "-c", str(concurrency), "-n", self.name,
+                   "-Q", queues, "-c", str(concurrency), "-n", self.name,
                    "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log,
@@ -50,6 +51,11 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def pool_pids(self) -> list[int]:
+        """Process ids of the worker's pool children."""
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]
 
     def kill(self) -> None:
         """SIGKILL the whole process group: main process and pool children, no clean-up."""

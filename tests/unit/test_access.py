@@ -7,8 +7,10 @@ import json
 import pytest
 import redis
 
-from config_core import AccessDenied, ConfigService, directory
+from config_core import AccessDenied, ConfigService
 from config_core.access import may_write, required_role
+from config_core.state import directory
+from config_core.state.events import outbox_key
 
 
 def sync(raw: redis.Redis, service: ConfigService, provider: str, users: list[dict]) -> None:
@@ -55,15 +57,15 @@ async def test_enforce__unauthorized_write__access_denied_nothing_written_violat
                                       user("qa@x.com", "read")])
     await service.set_config("integrations.access", {"enforce": True}, changed_by="admin@x.com")
     await service.set_config("app.x", 1, changed_by="dev@x.com")
-    before = raw_redis.xlen(service.namespace.outbox)
+    before = raw_redis.xlen(outbox_key(service.namespace))
     # When the reader writes / Then refused with who, what and why; value unchanged
     with pytest.raises(AccessDenied, match=r"'qa@x.com' may not write 'app.x'.*write role"):
         await service.set_config("app.x", 2, changed_by="qa@x.com")
     assert await service.get_config("app.x") == 1
     assert len(await service.history("app.x")) == 1
     # And a security.violation event was recorded
-    event = json.loads(raw_redis.xrange(service.namespace.outbox)[-1][1]["e"])
-    assert raw_redis.xlen(service.namespace.outbox) == before + 1
+    event = json.loads(raw_redis.xrange(outbox_key(service.namespace))[-1][1]["e"])
+    assert raw_redis.xlen(outbox_key(service.namespace)) == before + 1
     assert (event["type"], event["key"], event["changed_by"]) == (
         "security.violation", "app.x", "qa@x.com")
     assert event["metadata"]["required_role"] == "write"

@@ -6,9 +6,10 @@ import pytest
 import redis
 
 from config_core import ConfigService
+from config_core.state import buffers
 from tests.fakes import batch_connector
 from tests.fakes.batch_connector import ListConnector
-from workers import batching, flush
+from workers import batches
 
 
 @pytest.fixture(autouse=True)
@@ -39,14 +40,14 @@ async def test_buffer__fewer_than_batch_size__held_then_flushed_together(
     assert [[i["key"] for i in b] for b in batch_connector.BATCHES] == [
         ["app.k0", "app.k1", "app.k2"]]
     assert await statuses(service, ids) == ["delivered"] * 3
-    assert raw_redis.llen(batching.buffer_key(service.namespace, "sink")) == 0
+    assert raw_redis.llen(buffers.buffer_key(service.namespace, "sink")) == 0
 
 
 async def test_flush__interval_passed__partial_batch_sent(service: ConfigService) -> None:
     await setup(service, size=10)
     ids = [(await service.set_config(f"app.k{i}", i)).event_id for i in range(4)]
-    assert flush.flush(service.namespace.name, "sink") == "wait"
-    assert flush.flush(service.namespace.name, "sink", force=True) == "flushed"
+    assert batches.flush(service.namespace.name, "sink") == "wait"
+    assert batches.flush(service.namespace.name, "sink", force=True) == "flushed"
     assert [len(b) for b in batch_connector.BATCHES] == [4]
     assert await statuses(service, ids) == ["delivered"] * 4
 
@@ -87,16 +88,16 @@ async def test_claimed_batch__worker_died_before_post__run_again_once_lease_expi
     # Given three buffered events, claimed by a flush whose worker then died
     await setup(service, size=10)
     ids = [(await service.set_config(f"app.k{i}", i)).event_id for i in range(3)]
-    claimed = batching.claim(raw_redis, service.namespace, "sink", force=True)
+    claimed = buffers.claim(raw_redis, service.namespace, "sink", force=True)
     assert claimed["status"] == "batch" and batch_connector.BATCHES == []
     # When its lease runs out, the sweeper finds it (and only once)
-    monkeypatch.setattr(batching.time, "time", lambda: 10**10)
-    expired = batching.expired(raw_redis)
+    monkeypatch.setattr(buffers.time, "time", lambda: 10**10)
+    expired = buffers.expired(raw_redis)
     assert [(c, b) for _, c, b in expired if c == "sink"] == [("sink", claimed["batch_id"])]
-    flush.run_batch(service.namespace, "sink", claimed["batch_id"])
+    batches.run_batch(service.namespace, "sink", claimed["batch_id"])
     # Then every event is sent exactly once
     assert [[i["key"] for i in b] for b in batch_connector.BATCHES] == [
         ["app.k0", "app.k1", "app.k2"]]
     assert await statuses(service, ids) == ["delivered"] * 3
-    flush.run_batch(service.namespace, "sink", claimed["batch_id"])  # a late duplicate
+    batches.run_batch(service.namespace, "sink", claimed["batch_id"])  # a late duplicate
     assert len(batch_connector.BATCHES) == 1

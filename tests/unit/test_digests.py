@@ -5,12 +5,12 @@ from __future__ import annotations
 from config_core import ConfigService
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeSlack
-from workers import flush
+from workers import batches
 
 
 def settle(service: ConfigService, connector: str) -> None:
     """Send what the set-up changes left in the buffer, so a test starts empty."""
-    flush.flush(service.namespace.name, connector, force=True)
+    batches.flush(service.namespace.name, connector, force=True)
 
 async def test_slack_digest__batch_size_changes__one_message_listing_all(
         service: ConfigService, slack_fake: FakeSlack) -> None:
@@ -49,7 +49,7 @@ async def test_slack_digest__high_urgency__sent_at_once_not_held(
     [message] = slack_fake.messages(url)
     assert "app.database.host" in str(message) and "Configuration Changed" in message["text"]
     # a digest of one is the usual message
-    flush.flush(service.namespace.name, "slack", force=True)
+    batches.flush(service.namespace.name, "slack", force=True)
     assert "app.cache.ttl" in str(slack_fake.messages(url)[-1]["blocks"])
 
 

@@ -7,7 +7,8 @@ import time
 import pytest
 import redis
 
-from config_core import ConfigService, directory
+from config_core import ConfigService
+from config_core.state import directory
 from workers import identity
 
 OKTA = {"domain": "yourcompany.okta.com", "api_token": "00abcdefghijklmnopqrstuvwxyz0123456789AB",

@@ -7,9 +7,9 @@ import time
 import pytest
 import redis
 
-from config_core.layout import PARKED_KEY
+from config_core.state import parking
+from config_core.state.parking import PARKED_KEY
 from tests.conftest import redis_url
-from workers import parking
 
 PARKING_DB = 10
 

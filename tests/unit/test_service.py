@@ -9,6 +9,8 @@ import pytest
 import redis
 
 from config_core import ConfigError, ConfigService, IntegrationError
+from config_core.state.events import outbox_key
+from config_core.state.values import WRITTEN_PART
 from tests.conftest import UNIT_DB, redis_url
 
 
@@ -64,7 +66,7 @@ async def test_set_config_local_only__no_event__history_says_so(
     assert result.event_id is None and result.version == 1
     entry = (await service.history("app.x"))[0]
     assert entry["local_only"] is True and entry["event_id"] is None
-    assert raw_redis.xlen(service.namespace.outbox) == 0
+    assert raw_redis.xlen(outbox_key(service.namespace)) == 0
     assert not list(raw_redis.scan_iter(f"{service.namespace.prefix}event:*"))
 
 
@@ -83,8 +85,10 @@ async def test_set_config__bad_input__config_error_and_nothing_written(
         service: ConfigService, raw_redis: redis.Redis, key: str, value: object) -> None:
     with pytest.raises(ConfigError):
         await service.set_config(key, value)
-    # nothing but the outbox that carried the config.error event
-    assert namespace_keys(raw_redis, service) == [service.namespace.outbox]
+    # nothing but the outbox that carried the config.error event (and that write's record)
+    written = f"{service.namespace.prefix}{WRITTEN_PART}"
+    kept = [k for k in namespace_keys(raw_redis, service) if not k.startswith(written)]
+    assert kept == [outbox_key(service.namespace)]
 
 
 async def test_set_config__bad_changed_by__config_error(service: ConfigService) -> None:
@@ -96,8 +100,8 @@ async def test_set_config__outbox_unwritable__integration_error_value_unchanged(
         service: ConfigService, raw_redis: redis.Redis) -> None:
     # Given a value, then an outbox key that is not a stream
     await service.set_config("app.x", "before")
-    raw_redis.delete(service.namespace.outbox)
-    raw_redis.set(service.namespace.outbox, "corrupt")
+    raw_redis.delete(outbox_key(service.namespace))
+    raw_redis.set(outbox_key(service.namespace), "corrupt")
     # When / Then
     with pytest.raises(IntegrationError, match="not a stream"):
         await service.set_config("app.x", "after")
@@ -142,7 +146,7 @@ async def test_stream_event__non_eager__complete_document_with_old_value(
     result = await service.set_config("app.database.password", "new-secret-2",
                                       changed_by="admin@company.com", reason="rotate")
     # When reading the outbox entry
-    entries = raw_redis.xrange(service.namespace.outbox)
+    entries = raw_redis.xrange(outbox_key(service.namespace))
     event = json.loads(entries[-1][1]["e"])
     # Then it is the full event document, with both values masked
     assert event["event_id"] == result.event_id and event["version"] == 2
@@ -163,7 +167,7 @@ async def test_refused_change__config_error_event_recorded_with_masked_value(
             "webhook_url": "https://discord.com/api/webhooks/1/very-secret-token",
             "username": "discord bot"}, changed_by="ops@company.com")
     # Then one config.error event says why, without the secret
-    [(_, fields)] = raw_redis.xrange(service.namespace.outbox)
+    [(_, fields)] = raw_redis.xrange(outbox_key(service.namespace))
     event = json.loads(fields["e"])
     assert event["type"] == "config.error" and event["key"] == "integrations.discord"
     assert event["metadata"]["error_kind"] == "validation"
@@ -183,7 +187,7 @@ async def test_schemas__value_breaks_schema__refused_with_schema_error_event(
     with pytest.raises(ConfigError, match=r"does not match the schema for 'app\.database\.port'"):
         await service.set_config("app.database.port", 70000)
     assert await service.get_config("app.database.port") == 5432
-    event = json.loads(raw_redis.xrange(service.namespace.outbox)[-1][1]["e"])
+    event = json.loads(raw_redis.xrange(outbox_key(service.namespace))[-1][1]["e"])
     assert (event["type"], event["metadata"]["error_kind"]) == ("config.error", "schema")
     assert event["metadata"]["schema_pattern"] == "app.database.port"
 
@@ -215,7 +219,7 @@ async def test_emit_event__security_violation__recorded_masked_and_routed(
     event_id = await service.emit_event("security.violation", "app.db.password",
                                         value="hunter22", changed_by="mallory@x",
                                         metadata={"required_role": "admin"})
-    [(_, fields)] = raw_redis.xrange(service.namespace.outbox)
+    [(_, fields)] = raw_redis.xrange(outbox_key(service.namespace))
     event = json.loads(fields["e"])
     assert (event["event_id"], event["type"], event["new_value"]) == (
         event_id, "security.violation", "***")

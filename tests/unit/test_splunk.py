@@ -26,7 +26,7 @@ from connectors.splunk import (
 )
 from tests.fakes.splunk import FakeSplunk, split_envelopes
 from tests.unit.samples import make_event
-from workers import flush
+from workers import batches
 
 GUIDE_CONFIG = {"index": "apg_config", "sourcetype": "apg:configuration",
                 "source": "central-configuration"}
@@ -432,7 +432,7 @@ async def test_eager__batch_size_5_and_12_changes__two_requests_then_forced_flus
     statuses = [(await service.get_deliveries(e))[0]["status"] for e in ids]
     assert statuses == ["delivered"] * 10 + ["batched"] * 2
     # When the buffer is flushed / Then a third request carries the last two
-    assert flush.flush(service.namespace.name, "splunk", force=True) == "flushed"
+    assert batches.flush(service.namespace.name, "splunk", force=True) == "flushed"
     assert [len(split_envelopes(p.body)) for p in splunk_fake.event_posts()] == [5, 5, 2]
     assert splunk_fake.indexed_keys() == [f"app.k{i}" for i in range(12)]
     assert splunk_fake.messages()[0]["event"]["new_value"] == 0

@@ -1,4 +1,4 @@
-"""Buffered deliveries, flushed as Celery chords.
+"""Buffers of batched deliveries, and the batches claimed from them (flushed as Celery chords).
 
 Events bound for a batched connector (Splunk HEC always; chat connectors when
 ``integrations.batching`` is set) wait in a Redis list. A flush claims up to ``batch_size`` of
@@ -18,10 +18,9 @@ from typing import Any
 
 import redis
 
-from config_core.layout import Namespace
-from workers import ledger
+from config_core.state.keys import ROOT, Namespace
 
-BATCHING_KEY = "apgcfg:batching"
+BATCHING_KEY = f"{ROOT}:batching"
 """Set of ``namespace|connector`` that have used a buffer (the sweeper looks at these)."""
 
 LEASE_S = int(os.environ.get("APGCFG_BATCH_LEASE_S", "120"))
@@ -61,19 +60,19 @@ return {'batch', ARGV[3], left, size, tostring(interval)}
 
 
 def buffer_key(ns: Namespace, connector: str) -> str:
-    return f"{ns.prefix}buffer:{connector}"
+    return ns.key("buffer", connector)
 
 
 def meta_key(ns: Namespace, connector: str) -> str:
-    return f"{ns.prefix}buffer:{connector}:meta"
+    return ns.key("buffer", connector, "meta")
 
 
 def inflight_key(ns: Namespace, connector: str) -> str:
-    return f"{ns.prefix}batches:{connector}"
+    return ns.key("batches", connector)
 
 
 def batch_prefix(ns: Namespace, connector: str) -> str:
-    return f"{ns.prefix}batch:{connector}:"
+    return ns.key("batch", connector, "")
 
 
 def append(client: redis.Redis, ns: Namespace, connector: str, event_ids: list[str],
@@ -153,12 +152,11 @@ def overdue(client: redis.Redis, grace_s: float = 30.0) -> list[tuple[Namespace,
     return found
 
 
-def mark(client: redis.Redis, ns: Namespace, ids: list[str], connector: str, status: str,
-         error: str | None = None, retry_in_s: float | None = None) -> None:
-    """Record the same outcome for every event of a batch."""
-    for event_id in ids:
-        record = ledger.load(client, ns, event_id, connector) or ledger.Record.new(connector,
-                                                                                   "low")
-        if status != ledger.BATCHED:
-            record.attempts += 1
-        ledger.save(client, ns, event_id, record.mark(status, error, retry_in_s))
+def take_posting(client: redis.Redis, ns: Namespace, connector: str, batch_id: str) -> bool:
+    """Take the right to post a batch now (two runs of one batch never post at once)."""
+    return bool(client.set(batch_prefix(ns, connector) + batch_id + ":posting", "1", nx=True,
+                           ex=LEASE_S))
+
+
+def release_posting(client: redis.Redis, ns: Namespace, connector: str, batch_id: str) -> None:
+    client.delete(batch_prefix(ns, connector) + batch_id + ":posting")

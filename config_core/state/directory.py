@@ -15,7 +15,7 @@ import redis
 
 from config_core.access import RANK
 from config_core.errors import ConfigError
-from config_core.layout import Namespace
+from config_core.state.keys import Namespace
 
 _REPLACE = """
 -- KEYS: 1 provider users hash, 2 provider meta hash, 3 providers set, 4 roles hash
@@ -45,16 +45,28 @@ return 1
 """
 
 
+ROLES_PART = "roles"
+"""Key suffix of the hash lower-case email → role (read, write, admin)."""
+
+LOCK_S = 300
+"""A provider being synced is not synced again by another worker for this long."""
+
+
+def roles_key(ns: Namespace) -> str:
+    """Hash: lower-case email → role, from every provider's directory."""
+    return ns.key(ROLES_PART)
+
+
 def users_key(ns: Namespace, provider: str) -> str:
-    return f"{ns.prefix}dir:{provider}:users"
+    return ns.key("dir", provider, "users")
 
 
 def meta_key(ns: Namespace, provider: str) -> str:
-    return f"{ns.prefix}dir:{provider}:meta"
+    return ns.key("dir", provider, "meta")
 
 
 def providers_key(ns: Namespace) -> str:
-    return f"{ns.prefix}dir:providers"
+    return ns.key("dir", "providers")
 
 
 def replace(client: redis.Redis, ns: Namespace, provider: str, users: list[dict[str, Any]],
@@ -64,7 +76,7 @@ def replace(client: redis.Redis, ns: Namespace, provider: str, users: list[dict[
     meta = {"status": "ok", "last_sync": time.time(), "last_success": time.time(),
             "users": len(by_email), "duration_s": round(duration_s, 3), "error": ""}
     client.eval(_REPLACE, 4, users_key(ns, provider), meta_key(ns, provider),
-                providers_key(ns), ns.roles, provider, json.dumps(by_email),
+                providers_key(ns), roles_key(ns), provider, json.dumps(by_email),
                 json.dumps({k: str(v) for k, v in meta.items()}), ns.prefix)
     return meta
 
@@ -94,3 +106,13 @@ def _checked(user: dict[str, Any]) -> dict[str, Any]:
     if user.get("role") is not None and user["role"] not in RANK:
         raise ConfigError(f"identity provider mapped {email} to unknown role {user['role']!r}")
     return user
+
+
+def lock(client: redis.Redis, ns: Namespace, provider: str) -> bool:
+    """Take the right to sync ``provider`` now (one sync at a time, for ``LOCK_S``)."""
+    return bool(client.set(ns.key("dir", provider, "lock"), "1", nx=True, ex=LOCK_S))
+
+
+def unlock(client: redis.Redis, ns: Namespace, provider: str) -> None:
+    """Give the right to sync ``provider`` back."""
+    client.delete(ns.key("dir", provider, "lock"))

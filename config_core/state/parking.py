@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 import redis
 
-from config_core.layout import PARKED_KEY
+from config_core.state.keys import ROOT
+
+PARKED_KEY = f"{ROOT}:parked"
+"""Sorted set of tasks waiting longer than a Celery countdown may (score: due epoch)."""
 
 CLAIM_LEASE_S = 60
 """A relay that takes due entries owns them this long; if it dies they become due again."""
@@ -28,15 +32,20 @@ return due
 
 def park(client: redis.Redis, task_name: str, args: list[Any], kwargs: dict[str, Any],
          wait_s: float) -> None:
-    """Keep a task to publish ``wait_s`` seconds from now."""
-    member = json.dumps({"task": task_name, "args": args, "kwargs": kwargs}, sort_keys=True)
+    """Keep a task to publish ``wait_s`` seconds from now.
+
+    Each parking is its own member (a unique id), so a delivery parked again while an earlier
+    parking of it is being published is never erased by that one's ``done``.
+    """
+    member = json.dumps({"task": task_name, "args": args, "kwargs": kwargs,
+                         "id": uuid.uuid4().hex}, sort_keys=True, allow_nan=False)
     client.zadd(PARKED_KEY, {member: time.time() + wait_s})
 
 
 def take_due(client: redis.Redis, limit: int = 100) -> list[dict[str, Any]]:
     """Claim the parked tasks that are due (leased, so one relay publishes each)."""
     members = client.eval(_TAKE_DUE, 1, PARKED_KEY, time.time(), CLAIM_LEASE_S, limit)
-    return [dict(json.loads(member), member=member) for member in members]
+    return [{**json.loads(member), "member": member} for member in members]
 
 
 def done(client: redis.Redis, member: str) -> None:

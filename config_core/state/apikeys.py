@@ -16,7 +16,7 @@ from typing import Any
 
 from config_core.access import validate_role
 from config_core.errors import ConfigError
-from config_core.layout import Namespace
+from config_core.state.keys import Namespace
 
 PREFIX = "apg"
 """Every key starts with ``apg_``, so secret scanners can recognise one."""
@@ -51,7 +51,7 @@ def _hash(secret: str) -> str:
 
 
 def _key(ns: Namespace) -> str:
-    return f"{ns.prefix}apikeys"
+    return ns.key("apikeys")
 
 
 async def create(redis: Any, ns: Namespace, role: str, name: str = "",

@@ -1,0 +1,86 @@
+"""The outbox stream and the dispatched event documents.
+
+Writers append events to a namespace's outbox (``values.WRITE_SCRIPT`` does, atomically with
+the change); relays read it in consumer group ``dispatch``, store each routed event under
+``event:<id>`` for the delivery tasks, and acknowledge the entry. A replay is an outbox entry
+too (field ``r``), so it goes through the same relay.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from config_core import settings
+from config_core.events import Event
+from config_core.state.keys import NAMESPACES_KEY, Namespace
+
+OUTBOX_PART = "outbox"
+"""Key suffix of a namespace's outbox stream."""
+
+DISPATCH_GROUP = "dispatch"
+"""Consumer group of the outbox streams."""
+
+EVENT_FIELD = "e"
+"""Outbox entry field holding an event document."""
+
+REPLAY_FIELD = "r"
+"""Outbox entry field holding a replay request."""
+
+
+def outbox_key(ns: Namespace) -> str:
+    """Stream of events waiting for a relay."""
+    return ns.key(OUTBOX_PART)
+
+
+def event_key(ns: Namespace, event_id: str) -> str:
+    """The dispatched event document (JSON), kept for ``settings.EVENT_TTL_S``."""
+    return ns.key("event", event_id)
+
+
+def store(pipe: Any, ns: Namespace, event: Event) -> None:
+    """Keep a routed event for its delivery tasks (``pipe``: a pipeline or a client)."""
+    pipe.set(event_key(ns, event["event_id"]), json.dumps(event, allow_nan=False),
+             ex=settings.EVENT_TTL_S)
+
+
+def parse(text: str | None) -> Event | None:
+    """A stored event document, or None when it expired."""
+    return json.loads(text) if text else None
+
+
+def load(client: Any, ns: Namespace, event_id: str) -> Event | None:
+    """The stored event ``event_id`` (sync client)."""
+    return parse(client.get(event_key(ns, event_id)))
+
+
+def replay_request(event_id: str, connector: str | None) -> dict[str, str]:
+    """The outbox entry asking relays to deliver ``event_id`` again."""
+    return {REPLAY_FIELD: json.dumps({"replay": event_id, "connector": connector})}
+
+
+def register(pipe: Any, ns: Namespace) -> None:
+    """List ``ns`` among the namespaces relays read."""
+    pipe.sadd(NAMESPACES_KEY, ns.name)
+
+
+def namespaces(client: Any) -> list[Namespace]:
+    """Every namespace that has had an outbox, sorted."""
+    names: Any = client.smembers(NAMESPACES_KEY)
+    return [Namespace.parse(name) for name in sorted(names)]
+
+
+def ensure_group(client: Any, ns: Namespace) -> None:
+    """Create the outbox and its consumer group if either is missing."""
+    try:
+        client.xgroup_create(outbox_key(ns), DISPATCH_GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def is_missing_group(exc: BaseException) -> bool:
+    """True for Redis' answer when a stream or its group is gone (a restart without data)."""
+    return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)

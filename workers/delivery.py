@@ -1,0 +1,200 @@
+"""One delivery attempt as plain functions: load, claim, send, record the outcome.
+
+The ledger row is claimed (compare and set, the attempt counted) before anything is sent, and
+the outcome is written before the claim is released, so a delivery whose process died while
+sending is known to be ``in_doubt``: it is sent again only by connectors that can tell whether
+the vendor already has it (``retry_unknown_outcome``); the others end ``dead`` with the reason,
+never sent twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from config_core.errors import ConfigError
+from config_core.events import Event
+from config_core.state import ledger
+from config_core.state.keys import Namespace
+from config_core.state.ledger import LedgerRow, Status
+from connectors.base import BaseConnector, call
+from connectors.errors import PermanentError, RetryableError, Skipped
+from workers import batches, loading, performance, scheduling
+from workers.context import RedisContext
+from workers.redis_client import client
+from workers.retrying import RetryPolicy, backoff_s
+
+log = logging.getLogger(__name__)
+
+TIME_LIMIT_S = int(os.environ.get("APGCFG_TASK_TIME_LIMIT_S", "40"))
+"""Hard time limit of a delivery attempt (the pool kills it past this)."""
+
+SOFT_TIME_LIMIT_S = max(1, TIME_LIMIT_S * 3 // 4)
+"""Soft time limit: the attempt gets an exception it can report."""
+
+LEASE_S = TIME_LIMIT_S + 5
+"""How long an attempt holds its delivery: longer than the hard time limit, so a live attempt
+never loses it; a duplicate task waits this long for an attempt whose process died."""
+
+DIED = "the attempt died while sending (worker lost or hard time limit)"
+
+IN_DOUBT = (f"outcome unknown: {DIED} before it could record the vendor's answer; not sent "
+            "again, which could post it twice (replay to send it anyway)")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the task should do next: nothing, or run again after ``retry_in_s``."""
+
+    status: str
+    retry_in_s: float | None = None
+
+
+def deliver(namespace: str, event_id: str, name: str, urgency: str) -> Outcome:
+    """Attempt one delivery of ``event_id`` to connector ``name`` and record the outcome."""
+    ns = Namespace.parse(namespace)
+    loaded = loading.load(client(), ns, event_id, name)
+    connector, problem = _connector(ns, name, loaded)
+    event = loaded.event or Event()
+    try:
+        if connector is not None and _buffered(ns, event_id, name, urgency, connector, loaded):
+            return Outcome(str(Status.BATCHED))
+    except Exception as exc:  # noqa: BLE001 - a connector's batch policy may raise anything
+        connector, problem = None, exc
+    taken = ledger.claim(client(), ns, event_id, name, urgency, LEASE_S, loaded.row_text)
+    if taken.kind == "busy":
+        return Outcome("in_flight", retry_in_s=max(1.0, taken.busy_for_s))
+    assert taken.row is not None
+    if taken.kind == "final":
+        return Outcome(str(taken.row.status))
+    started = time.monotonic()
+    policy = _policy(name, loaded)
+    row = _settle_doubt(connector, taken.row, policy) if taken.kind == "in_doubt" else None
+    row = row or _attempt(connector, problem, event, taken.row, policy)
+    ledger.finish(client(), ns, event_id, row, taken.token)
+    if loaded.timed and loaded.event:
+        took_ms = (time.monotonic() - started) * 1000
+        performance.record(client(), ns, [performance.sample("delivery", took_ms, event, name)])
+    return Outcome(str(row.status), _wait(row))
+
+
+def _connector(ns: Namespace, name: str, loaded: loading.Loaded
+               ) -> tuple[BaseConnector | None, Exception | None]:
+    try:
+        connector = loading.build(name, loaded)
+    except Exception as exc:  # noqa: BLE001 - reported as the attempt's outcome
+        return None, exc
+    connector.context = RedisContext(client(), ns, loaded.event or Event(), name,
+                                     schedule_follow_up)
+    return connector, None
+
+
+def _buffered(ns: Namespace, event_id: str, name: str, urgency: str,
+              connector: BaseConnector, loaded: loading.Loaded) -> bool:
+    """Put the event in the connector's buffer when it batches it (only from pending)."""
+    event = loaded.event or Event()
+    policy = connector.batch_policy(dict(event), loaded.batching)
+    if policy is None or not connector.wants(dict(event)):
+        return False
+    return bool(batches.buffer(ns, name, [(event_id, urgency)], policy))
+
+
+def _settle_doubt(connector: BaseConnector | None, row: LedgerRow, policy: RetryPolicy
+                  ) -> LedgerRow | None:
+    """An earlier attempt died while sending: end the delivery, or None to send again.
+
+    A connector that cannot tell whether the vendor already has the event ends it dead with
+    the reason. Others count the dead attempt as a failure and send again, unless the retry
+    policy gives up.
+    """
+    if connector is not None and not connector.retry_unknown_outcome:
+        return row.mark(Status.DEAD, IN_DOUBT)
+    previous = dataclasses.replace(row, attempts=row.attempts - 1).mark(Status.RETRYING, DIED)
+    row.first_failure_at, row.last_error = previous.first_failure_at, DIED
+    if policy.gives_up(previous):
+        return row.mark(Status.DEAD, f"{DIED}; given up after {previous.attempts} attempt(s)")
+    return None
+
+
+def _attempt(connector: BaseConnector | None, problem: Exception | None, event: Event,
+             row: LedgerRow, policy: RetryPolicy) -> LedgerRow:
+    """Send once and return the row marked with the outcome."""
+    try:
+        if connector is None:
+            raise problem or ConfigError("the connector could not be built")
+        result = _send(connector, event)
+    except Skipped as exc:
+        row.detail["skipped"] = _text(exc, connector)
+        return row.mark(Status.SKIPPED)
+    except (PermanentError, ConfigError) as exc:
+        return row.mark(Status.DEAD, _text(exc, connector))
+    except RetryableError as exc:
+        return failed(row, policy, _text(exc, connector), exc.retry_after_s)
+    except Exception as exc:  # noqa: BLE001 - a custom connector may raise anything
+        log.warning("delivery %s to %s raised %s", event.get("event_id"), row.connector,
+                    type(exc).__name__)
+        return failed(row, policy, _text(exc, connector), None)
+    if isinstance(result, dict):
+        row.detail.update(result)
+    return row.mark(Status.DELIVERED)
+
+
+def failed(row: LedgerRow, policy: RetryPolicy, error: str,
+           retry_after_s: float | None) -> LedgerRow:
+    """Mark a failed attempt: retrying after a backoff, or dead when the policy gives up."""
+    wait_s = backoff_s(row.attempts, retry_after_s)
+    row.mark(Status.RETRYING, error, retry_in_s=wait_s)
+    if policy.gives_up(row):
+        row.mark(Status.DEAD, error)
+    return row
+
+
+def _send(connector: BaseConnector, event: Event) -> Any:
+    if not connector.wants(dict(event)):
+        raise Skipped("filtered by connector")
+    result = call(connector.send_notification, dict(event))
+    if result is False:
+        raise RetryableError(f"{connector.context.connector} connector reported a failure")
+    return result
+
+
+def _policy(name: str, loaded: loading.Loaded) -> RetryPolicy:
+    policy = RetryPolicy.of(name, loaded.retries, loaded.batching)
+    return scheduling.bounded_for_eager(policy)
+
+
+def _wait(row: LedgerRow) -> float | None:
+    if row.status != Status.RETRYING or row.next_attempt_at is None:
+        return None
+    return max(0.0, row.next_attempt_at - time.time())
+
+
+def schedule_follow_up(ns: Namespace, event_id: str, name: str, state: dict[str, Any],
+                       delay_s: float) -> None:
+    """Run ``follow_up(state)`` of connector ``name`` after ``delay_s``."""
+    scheduling.publish(scheduling.follow_up_task(name), [ns.name, event_id, name, state], {},
+                       delay_s)
+
+
+def follow_up(namespace: str, event_id: str, name: str, state: dict[str, Any]) -> str:
+    """Run one follow-up step; schedule the next one if the connector asks for it."""
+    ns = Namespace.parse(namespace)
+    loaded = loading.load(client(), ns, event_id, name)
+    connector = loading.build(name, loaded)
+    connector.context = RedisContext(client(), ns, loaded.event or Event(), name,
+                                     schedule_follow_up)
+    step = call(connector.follow_up, state)
+    if step is None:
+        return "done"
+    schedule_follow_up(ns, event_id, name, step.state, step.delay_s)
+    return "scheduled"
+
+
+def _text(exc: BaseException, connector: BaseConnector | None) -> str:
+    known = (PermanentError, RetryableError, Skipped, ConfigError)
+    text = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+    return connector.redact(text) if connector is not None else text
