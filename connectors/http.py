@@ -3,6 +3,12 @@
 One ``requests.Session`` per process (built lazily, so after a prefork fork), a default
 ``(connect, read)`` timeout on every call, fast retries of failed connects only (a POST whose
 outcome is unknown is never re-sent here), and ``Retry-After`` left to the Celery task.
+
+Calls reach public addresses only, unless ``APGCFG_ALLOWED_NETWORKS`` allows an internal one
+(``connectors.egress``; checked on the resolved address by ``connectors.transport``), and
+redirects are never followed: a 3xx is a ``Rejected`` error, so a vendor (or whoever answers
+for it) cannot send a call, its credentials or its body somewhere else. Every wait read from a
+vendor's answer is finite and at most ``MAX_VENDOR_WAIT_S``.
 """
 
 from __future__ import annotations
@@ -13,20 +19,23 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from config_core.masking import redact
+from connectors import egress
 from connectors.errors import (
     AuthError,
+    BlockedDestination,
     ConnectorError,
     RateLimited,
     Rejected,
     TransportError,
     Unavailable,
 )
+from connectors.transport import GuardedAdapter
 
 
 def _timeout_from_env() -> tuple[float, float]:
@@ -60,7 +69,7 @@ def session() -> requests.Session:
 def _build_session() -> requests.Session:
     retry = Retry(total=CONNECT_RETRIES, connect=CONNECT_RETRIES, read=0, status=0, other=0,
                   backoff_factor=0.1, respect_retry_after_header=False, allowed_methods=None)
-    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
+    adapter = GuardedAdapter(max_retries=retry, pool_maxsize=16)
     http = requests.Session()
     http.mount("https://", adapter)
     http.mount("http://", adapter)
@@ -69,13 +78,38 @@ def _build_session() -> requests.Session:
 
 
 def send(method: str, url: str, *, secrets: Iterable[str] = (),
-         timeout: Any = DEFAULT_TIMEOUT_S, **kwargs: Any) -> requests.Response:
-    """Make one vendor call; a transport failure becomes ``TransportError``, secrets redacted."""
+         timeout: Any = DEFAULT_TIMEOUT_S, accept_redirect: bool = False,
+         **kwargs: Any) -> requests.Response:
+    """Make one vendor call; a transport failure becomes ``TransportError``, secrets redacted.
+
+    Redirects are never followed. A 3xx answer raises ``Rejected`` unless ``accept_redirect``
+    (the caller reads it as an answer, as Jenkins' 303 to an already queued item). A call to
+    an internal address that is not allowed raises ``BlockedDestination`` before connecting.
+    """
+    if kwargs.pop("allow_redirects", False):
+        raise TypeError("connectors.http.send never follows redirects")
+    host = urlsplit(url).hostname or ""
+    _refuse_internal(host)
     try:
-        return session().request(method, url, timeout=timeout, **kwargs)
+        response = session().request(method, url, timeout=timeout, allow_redirects=False,
+                                     **kwargs)
     except requests.RequestException as exc:
         text = redact(f"{type(exc).__name__}: {exc}", secrets)
         raise TransportError(f"{method} failed: {text}") from None
+    if 300 <= response.status_code < 400 and not accept_redirect:
+        response.close()
+        raise Rejected(f"{method} to {host} answered {response.status_code}; redirects are not "
+                       "followed, so the configured URL must be the final one",
+                       status=response.status_code)
+    return response
+
+
+def _refuse_internal(host: str) -> None:
+    """Refuse a literal internal address (or localhost) before any connection, pooled or new."""
+    problem = egress.refusal(host) if host else None
+    if problem:
+        raise BlockedDestination(f"connection to {egress.normalize_host(host)} refused: it "
+                                 f"{problem}")
 
 
 def check(response: requests.Response, *, vendor: str, message: str | None = None,
