@@ -53,6 +53,19 @@ CONNECT_RETRIES = 2
 
 USER_AGENT = "apg-central-config/0.1 (+https://example.invalid/apgcfg)"
 
+
+def _max_wait_from_env() -> float:
+    text = os.environ.get("APGCFG_MAX_VENDOR_WAIT_S", "3600")
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"APGCFG_MAX_VENDOR_WAIT_S must be a positive number, got {text!r}")
+    return value
+
+
+MAX_VENDOR_WAIT_S = _max_wait_from_env()
+"""Longest wait any vendor answer may impose (Retry-After, reset headers, body fields); set with
+``APGCFG_MAX_VENDOR_WAIT_S`` (default 3600). A longer or infinite ask waits this long."""
+
 _session: requests.Session | None = None
 _session_pid: int | None = None
 
@@ -159,30 +172,38 @@ def retry_after(response: requests.Response) -> float | None:
     return wait if wait is not None else reset_wait(response.headers)
 
 
+def bounded_wait(wait_s: float | None) -> float | None:
+    """``wait_s`` within ``[0, MAX_VENDOR_WAIT_S]``; None for None or NaN (no wait known)."""
+    if wait_s is None or math.isnan(wait_s):
+        return None
+    return min(max(0.0, wait_s), MAX_VENDOR_WAIT_S)
+
+
 def reset_wait(headers: Mapping[str, str]) -> float | None:
-    """Seconds until the epoch second of a rate-limit reset header, rounded up; or None."""
+    """Seconds until the epoch second of a rate-limit reset header, rounded up, capped; or None."""
     for name in RESET_HEADERS:
         try:
             epoch = float(headers.get(name) or "")
         except ValueError:
             continue
-        return float(max(0, math.ceil(epoch - time.time())))
+        wait_s = bounded_wait(epoch - time.time())
+        return None if wait_s is None else float(min(math.ceil(wait_s), MAX_VENDOR_WAIT_S))
     return None
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Parse a ``Retry-After`` header value into seconds (never negative)."""
+    """Seconds from ``Retry-After`` (seconds or an HTTP date), capped; None if unreadable."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        return bounded_wait(float(value))
     except ValueError:
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return bounded_wait(when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _short_body(response: requests.Response, limit: int = 300) -> str:
