@@ -264,7 +264,7 @@ def raise_for(response: Any, secrets: set[str]) -> None:
     except RateLimited as exc:
         body_wait = body.get("retry_after")
         if isinstance(body_wait, (int, float)) and not isinstance(body_wait, bool):
-            exc.retry_after_s = max(exc.retry_after_s or 0.0, float(body_wait), 0.0)
+            exc.retry_after_s = http.bounded_wait(max(exc.retry_after_s or 0.0, float(body_wait)))
         raise
 
 

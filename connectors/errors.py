@@ -10,7 +10,8 @@
         ├── Skipped                     the connector chose not to act (filtered, stale)
         └── PermanentError              retrying cannot help; the delivery goes dead at once
             ├── AuthError               401 / 403: a bad or revoked credential
-            ├── Rejected                the vendor refused the request (400, 404, 422, ...)
+            ├── Rejected                the vendor refused the request (400, 404, 422, 3xx, ...)
+            ├── BlockedDestination      the URL leads to an internal address not allowed
             └── Misconfigured           the stored connector config cannot be used
 
 Messages never contain secrets: they are redacted where they are raised.
@@ -78,6 +79,10 @@ class AuthError(PermanentError):
 
 class Rejected(PermanentError):
     """The vendor refused the request itself (4xx other than 401, 403, 429)."""
+
+
+class BlockedDestination(PermanentError):
+    """The call would reach an internal address that ``APGCFG_ALLOWED_NETWORKS`` does not allow."""
 
 
 class Misconfigured(PermanentError):

@@ -3,6 +3,12 @@
 One ``requests.Session`` per process (built lazily, so after a prefork fork), a default
 ``(connect, read)`` timeout on every call, fast retries of failed connects only (a POST whose
 outcome is unknown is never re-sent here), and ``Retry-After`` left to the Celery task.
+
+Calls reach public addresses only, unless ``APGCFG_ALLOWED_NETWORKS`` allows an internal one
+(``connectors.egress``; checked on the resolved address by ``connectors.transport``), and
+redirects are never followed: a 3xx is a ``Rejected`` error, so a vendor (or whoever answers
+for it) cannot send a call, its credentials or its body somewhere else. Every wait read from a
+vendor's answer is finite and at most ``MAX_VENDOR_WAIT_S``.
 """
 
 from __future__ import annotations
@@ -13,20 +19,23 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from config_core.masking import redact
+from connectors import egress
 from connectors.errors import (
     AuthError,
+    BlockedDestination,
     ConnectorError,
     RateLimited,
     Rejected,
     TransportError,
     Unavailable,
 )
+from connectors.transport import GuardedAdapter
 
 
 def _timeout_from_env() -> tuple[float, float]:
@@ -44,6 +53,19 @@ CONNECT_RETRIES = 2
 
 USER_AGENT = "apg-central-config/0.1 (+https://example.invalid/apgcfg)"
 
+
+def _max_wait_from_env() -> float:
+    text = os.environ.get("APGCFG_MAX_VENDOR_WAIT_S", "3600")
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"APGCFG_MAX_VENDOR_WAIT_S must be a positive number, got {text!r}")
+    return value
+
+
+MAX_VENDOR_WAIT_S = _max_wait_from_env()
+"""Longest wait any vendor answer may impose (Retry-After, reset headers, body fields); set with
+``APGCFG_MAX_VENDOR_WAIT_S`` (default 3600). A longer or infinite ask waits this long."""
+
 _session: requests.Session | None = None
 _session_pid: int | None = None
 
@@ -60,7 +82,7 @@ def session() -> requests.Session:
 def _build_session() -> requests.Session:
     retry = Retry(total=CONNECT_RETRIES, connect=CONNECT_RETRIES, read=0, status=0, other=0,
                   backoff_factor=0.1, respect_retry_after_header=False, allowed_methods=None)
-    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
+    adapter = GuardedAdapter(max_retries=retry, pool_maxsize=16)
     http = requests.Session()
     http.mount("https://", adapter)
     http.mount("http://", adapter)
@@ -69,13 +91,38 @@ def _build_session() -> requests.Session:
 
 
 def send(method: str, url: str, *, secrets: Iterable[str] = (),
-         timeout: Any = DEFAULT_TIMEOUT_S, **kwargs: Any) -> requests.Response:
-    """Make one vendor call; a transport failure becomes ``TransportError``, secrets redacted."""
+         timeout: Any = DEFAULT_TIMEOUT_S, accept_redirect: bool = False,
+         **kwargs: Any) -> requests.Response:
+    """Make one vendor call; a transport failure becomes ``TransportError``, secrets redacted.
+
+    Redirects are never followed. A 3xx answer raises ``Rejected`` unless ``accept_redirect``
+    (the caller reads it as an answer, as Jenkins' 303 to an already queued item). A call to
+    an internal address that is not allowed raises ``BlockedDestination`` before connecting.
+    """
+    if kwargs.pop("allow_redirects", False):
+        raise TypeError("connectors.http.send never follows redirects")
+    host = urlsplit(url).hostname or ""
+    _refuse_internal(host)
     try:
-        return session().request(method, url, timeout=timeout, **kwargs)
+        response = session().request(method, url, timeout=timeout, allow_redirects=False,
+                                     **kwargs)
     except requests.RequestException as exc:
         text = redact(f"{type(exc).__name__}: {exc}", secrets)
         raise TransportError(f"{method} failed: {text}") from None
+    if 300 <= response.status_code < 400 and not accept_redirect:
+        response.close()
+        raise Rejected(f"{method} to {host} answered {response.status_code}; redirects are not "
+                       "followed, so the configured URL must be the final one",
+                       status=response.status_code)
+    return response
+
+
+def _refuse_internal(host: str) -> None:
+    """Refuse a literal internal address (or localhost) before any connection, pooled or new."""
+    problem = egress.refusal(host) if host else None
+    if problem:
+        raise BlockedDestination(f"connection to {egress.normalize_host(host)} refused: it "
+                                 f"{problem}")
 
 
 def check(response: requests.Response, *, vendor: str, message: str | None = None,
@@ -125,30 +172,38 @@ def retry_after(response: requests.Response) -> float | None:
     return wait if wait is not None else reset_wait(response.headers)
 
 
+def bounded_wait(wait_s: float | None) -> float | None:
+    """``wait_s`` within ``[0, MAX_VENDOR_WAIT_S]``; None for None or NaN (no wait known)."""
+    if wait_s is None or math.isnan(wait_s):
+        return None
+    return min(max(0.0, wait_s), MAX_VENDOR_WAIT_S)
+
+
 def reset_wait(headers: Mapping[str, str]) -> float | None:
-    """Seconds until the epoch second of a rate-limit reset header, rounded up; or None."""
+    """Seconds until the epoch second of a rate-limit reset header, rounded up, capped; or None."""
     for name in RESET_HEADERS:
         try:
             epoch = float(headers.get(name) or "")
         except ValueError:
             continue
-        return float(max(0, math.ceil(epoch - time.time())))
+        wait_s = bounded_wait(epoch - time.time())
+        return None if wait_s is None else float(min(math.ceil(wait_s), MAX_VENDOR_WAIT_S))
     return None
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Parse a ``Retry-After`` header value into seconds (never negative)."""
+    """Seconds from ``Retry-After`` (seconds or an HTTP date), capped; None if unreadable."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        return bounded_wait(float(value))
     except ValueError:
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return bounded_wait(when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _short_body(response: requests.Response, limit: int = 300) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from config_core.errors import ConfigError
+from connectors import egress
 
 Check = Callable[[Any], "str | None"]
 """A validator: returns an error text for a bad value, or None when the value is fine."""
@@ -89,22 +89,21 @@ def missing_required(settings: Iterable[Setting], config: Mapping[str, Any]) -> 
 
 
 def http_url(value: str) -> str | None:
-    """An https URL, or http to a loopback host (test fakes, local relays)."""
+    """An https URL to a public host; internal hosts (and http://) only where allowed.
+
+    See ``connectors.egress``: loopback, private, link-local and the like are refused unless
+    ``APGCFG_ALLOWED_NETWORKS`` allows them; plain http:// only for such allowed hosts.
+    """
     parts = urlsplit(value)
-    if parts.scheme == "https" and parts.hostname:
-        return None
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
-        return None
-    return "must be an https:// URL (http:// is allowed only for loopback hosts)"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be an https:// URL"
+    problem = egress.refusal(parts.hostname)
+    if problem:
+        return problem
+    if parts.scheme == "http" and not egress.is_internal_allowed(parts.hostname):
+        return (f"must be an https:// URL (http:// only for internal hosts that "
+                f"{egress.ALLOWED_NETWORKS_ENV} allows)")
+    return None
 
 
 def list_of_str(value: list[Any]) -> str | None:
@@ -115,10 +114,13 @@ def list_of_str(value: list[Any]) -> str | None:
 
 
 def dict_of_urls(value: dict[str, Any]) -> str | None:
-    """A dict whose values are all valid URLs."""
+    """A dict whose values are all valid URLs (``http_url``), or ``${env:NAME}`` references."""
     for name, url in value.items():
-        if not isinstance(url, str) or (not ENV_REF_RE.match(url) and http_url(url)):
+        if not isinstance(url, str):
             return f"[{name!r}] must be an https:// URL"
+        problem = None if ENV_REF_RE.match(url) else http_url(url)
+        if problem:
+            return f"[{name!r}] {problem}"
     return None
 
 

@@ -8,6 +8,10 @@ import uuid
 import pytest
 import redis
 
+os.environ.setdefault("APGCFG_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+"""The vendor fakes listen on loopback, which vendor calls may reach only when allowed; set
+before anything reads it, so worker subprocesses inherit it. Tests of the default clear it."""
+
 REDIS_BASE = os.environ.get("APGCFG_TEST_REDIS", "redis://127.0.0.1:6379")
 """Test Redis server; unit tests use db 13, integration tests db 15."""
 

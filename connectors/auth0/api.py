@@ -136,9 +136,11 @@ def rate_limit_wait(headers: Any, retry_after_s: float | None,
     waits = [retry_after_s] if retry_after_s is not None else []
     reset = headers.get("x-ratelimit-reset")
     try:
-        waits.append(max(0.0, math.ceil(float(reset) - (time.time() if now is None else now))))
+        wait_s = http.bounded_wait(float(reset) - (time.time() if now is None else now))
     except (TypeError, ValueError):
-        pass
+        wait_s = None
+    if wait_s is not None:
+        waits.append(min(float(math.ceil(wait_s)), http.MAX_VENDOR_WAIT_S))
     return max(waits) if waits else None
 
 

@@ -69,7 +69,8 @@ def rate_limit_wait(response: requests.Response, message: str | None,
             reset = float(headers.get("x-ratelimit-reset") or "")
         except ValueError:
             return SECONDARY_WAIT_S
-        return max(reset - (time.time() if now is None else now), 0.0) + RESET_MARGIN_S
+        wait_s = http.bounded_wait(reset - (time.time() if now is None else now) + RESET_MARGIN_S)
+        return SECONDARY_WAIT_S if wait_s is None else wait_s
     lowered = (message or "").lower()
     if "rate limit" in lowered or "abuse" in lowered or response.status_code == 429:
         return SECONDARY_WAIT_S

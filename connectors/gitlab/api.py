@@ -140,9 +140,11 @@ def reset_wait_s(response: requests.Response) -> float | None:
     reset = response.headers.get("RateLimit-Reset")
     if reset:
         try:
-            waits.append(max(0.0, float(reset) - time.time()))
+            wait_s = http.bounded_wait(float(reset) - time.time())
         except ValueError:
-            pass
+            wait_s = None
+        if wait_s is not None:
+            waits.append(wait_s)
     reset_time = http.parse_retry_after(response.headers.get("RateLimit-ResetTime"))
     if reset_time is not None:
         waits.append(reset_time)

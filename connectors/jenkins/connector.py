@@ -110,7 +110,7 @@ class JenkinsConnector(BaseConnector):
         job = str(self.config["default_job"])
         response = self._call("POST", self._job_url("buildWithParameters"),
                               not_found=f"no job {job!r} at {job_path(job)}",
-                              data=build_parameters(event, self.config), allow_redirects=False)
+                              data=build_parameters(event, self.config), accept_redirect=True)
         location = response.headers.get("Location") or ""
         return self._ref(on_server(self._base, location) if is_queue_item(location) else None)
 

@@ -204,4 +204,4 @@ def reset_wait_s(value: str | None, now_s: float | None = None) -> float | None:
         return None
     if moment.tzinfo is None:
         return None
-    return max(0.0, moment.timestamp() - (time.time() if now_s is None else now_s))
+    return http.bounded_wait(moment.timestamp() - (time.time() if now_s is None else now_s))

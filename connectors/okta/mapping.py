@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config_core.access import ROLES
+from connectors import http
 from connectors.identity import DirectoryUser, highest_role
 
 ACTIVE_STATUSES = frozenset({"ACTIVE"})
@@ -174,7 +175,7 @@ def rate_limit_wait(headers: Mapping[str, str], now: float) -> float | None:
     if not resets:
         return None
     server_now = _http_date(headers.get("Date"))
-    return max(0.0, min(resets) - (now if server_now is None else server_now) + 1.0)
+    return http.bounded_wait(min(resets) - (now if server_now is None else server_now) + 1.0)
 
 
 def _numbers(text: str | None) -> list[float]:

@@ -7,3 +7,4 @@ from tests.unit.conftest_core import (  # noqa: F401
     raw_redis,
     service,
 )
+from tests.unit.loopback import loopback_only, scripted  # noqa: F401
