@@ -141,7 +141,7 @@ class ConfigService:
         """
         if not isinstance(event_type, str) or not event_type:
             raise ConfigError("event_type must be a non-empty string")
-        masked = _masked_or_none(key, value)
+        masked = _masked_or_none(key, value, await self._secret_fields_of(key))
         change = self._change(event_type, key[:MAX_KEY_LENGTH], masked, changed_by, reason,
                               metadata)
         await self.store.write(event_only(change, _dumps(masked)))
@@ -223,6 +223,18 @@ class ConfigService:
         elif not isinstance(value, dict):
             raise ConfigError(f"integrations.{name} must be a dict of settings")
         return cls.secret_fields()
+
+    async def _secret_fields_of(self, key: str) -> frozenset[str]:
+        """The declared secret settings of the connector ``key`` configures (built in or
+        registered); none when it is not a connector's key or its class does not load."""
+        split = integrations.split(key)
+        if not split or split[0] in integrations.SYSTEM_SECTIONS:
+            return frozenset()
+        try:
+            cls = await self._connector_class(split[0])
+        except (ConfigError, RedisError):
+            return frozenset()
+        return cls.secret_fields() if cls else frozenset()
 
     async def _connector_class(self, name: str) -> type[BaseConnector] | None:
         builtin = registry.builtin_class(name)
@@ -394,19 +406,22 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _masked_or_none(key: str, value: Any) -> Any:
-    """The attempted value, masked, for an error event; None when it is not JSON at all."""
+def _masked_or_none(key: str, value: Any, secret_fields: frozenset[str]) -> Any:
+    """The attempted value, masked, for an error event; None when it is not JSON at all.
+
+    A value for one field of a connector (``integrations.x.field``) is masked as it would be
+    inside the connector's config, so a declared secret field is hidden whatever its name.
+    """
     try:
         encode_value(key, value)
     except ConfigError:
         return None
     split = integrations.split(key)
-    return mask_for_key(key, value, _builtin_secret_fields(split[0]) if split else ())
-
-
-def _builtin_secret_fields(name: str) -> frozenset[str]:
-    cls = registry.builtin_class(name)
-    return cls.secret_fields() if cls else frozenset()
+    if not split or not split[1]:
+        return mask_for_key(key, value, secret_fields)
+    document = integrations.set_path({}, split[1], value)
+    masked = mask_for_key(integrations.PREFIX + split[0], document, secret_fields)
+    return integrations.get_path(masked, split[1])
 
 
 def _field_or_none(document: Any, path: list[str]) -> Any:
