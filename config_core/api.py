@@ -131,9 +131,13 @@ def _routes(app: FastAPI) -> None:
         return ConfigList(items=await svc.get_configs(prefix))
 
     @app.get("/v1/configs/{key}", responses={**ERRORS, 404: {"model": Problem}})
-    async def get_config(key: KeyPath, svc: Service, caller: Caller) -> ConfigEntry:
-        _require(caller, "read", "reading")
-        return ConfigEntry(**await _entry(svc, key))
+    async def get_config(key: KeyPath, svc: Service, caller: Caller,
+                         reveal: Annotated[bool, Query(
+                             description="Return secrets as stored (admin keys only)")] = False,
+                         ) -> ConfigEntry:
+        _require(caller, "admin" if reveal else "read", "revealing secrets" if reveal
+                 else "reading")
+        return ConfigEntry(**await _entry(svc, key, reveal))
 
     @app.put("/v1/configs/{key}", responses={
         **WRITE_ERRORS, 400: {"model": Problem, "description": "The body is not JSON"}})
@@ -161,9 +165,9 @@ def _routes(app: FastAPI) -> None:
         return await svc.get_deliveries(event_id)
 
 
-async def _entry(svc: ConfigService, key: str) -> dict[str, Any]:
+async def _entry(svc: ConfigService, key: str, reveal: bool) -> dict[str, Any]:
     try:
-        return await svc.get_entry(key)
+        return await svc.get_entry(key, reveal=reveal)
     except KeyError:
         raise HTTPException(404, f"{key!r} has no value") from None
 

@@ -25,6 +25,8 @@ from connectors.base import AsyncConnector, BaseConnector
 log = logging.getLogger(__name__)
 
 _MISSING: Any = object()
+_SHOWN_FIELD = {False: "masked", True: "value"}
+"""Which stored form of a value a read returns: masked unless revealed."""
 _CAS_ATTEMPTS = 20
 
 
@@ -262,15 +264,20 @@ class ConfigService:
 
     # reads -------------------------------------------------------------------------------------
 
-    async def get_config(self, key: str, default: Any = _MISSING) -> Any:
-        """The value of ``key``; ``default`` (or ``KeyError``) when it has none."""
+    async def get_config(self, key: str, default: Any = _MISSING, *, reveal: bool = False,
+                         ) -> Any:
+        """The value of ``key``, secrets masked; ``default`` (or ``KeyError``) when it has none.
+
+        ``reveal=True`` returns the stored secrets themselves: for administrators only (the
+        CLI's ``get --reveal``, the HTTP API's ``?reveal=true`` with an admin key).
+        """
         check_key(key)
-        stored, _ = await self.store.read(key)
+        stored, _ = await self._read_shown(key, reveal)
         if stored is not None:
             return json.loads(stored)
         split = integrations.split(key)
         if split and split[1]:
-            parent, _ = await self.store.read(integrations.PREFIX + split[0])
+            parent, _ = await self._read_shown(integrations.PREFIX + split[0], reveal)
             try:
                 return integrations.get_path(json.loads(parent) if parent else None, split[1])
             except KeyError:
@@ -279,20 +286,33 @@ class ConfigService:
             raise KeyError(key)
         return default
 
-    async def get_entry(self, key: str) -> dict[str, Any]:
-        """``{"key", "value", "version"}`` of a key that has a value; ``KeyError`` otherwise."""
+    async def get_entry(self, key: str, *, reveal: bool = False) -> dict[str, Any]:
+        """``{"key", "value", "version"}`` of a key that has a value (secrets masked unless
+        ``reveal``); ``KeyError`` otherwise."""
         check_key(key)
-        stored, version = await self.store.read(key)
+        stored, version = await self._read_shown(key, reveal)
         if stored is None:
             raise KeyError(key)
         return {"key": key, "value": json.loads(stored), "version": version}
 
     async def get_configs(self, prefix: str = "") -> dict[str, Any]:
-        """Every key starting with ``prefix`` and its value."""
+        """Every key starting with ``prefix`` and its value, secrets always masked."""
         keys = await self.store.keys_with_prefix(prefix)
-        values = await self.store.read_many(keys)
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hget(self.namespace.value(key), _SHOWN_FIELD[False])
+            values = await pipe.execute()
         pairs = zip(keys, values, strict=True)
         return {key: json.loads(value) for key, value in pairs if value is not None}
+
+    async def _read_shown(self, storage_key: str, reveal: bool) -> tuple[str | None, int]:
+        """The masked (or, with ``reveal``, the stored) JSON of a key, and its version.
+
+        The write script stores both forms side by side, so a read never masks again.
+        """
+        value, version = await self.store.redis.hmget(
+            self.namespace.value(storage_key), _SHOWN_FIELD[reveal], "version")
+        return value, int(version or 0)
 
     async def history(self, key: str, limit: int = 100) -> list[dict[str, Any]]:
         """Changes of ``key``, newest first (values masked where secret)."""

@@ -101,3 +101,26 @@ def test_apikeys__listed_hashed_and_revocable(api: ApiServer, tmp_path: Path) ->
     assert call(api, "GET", "/v1/configs", key).status_code == 200
     assert api.cli("apikeys", "revoke", key_id).returncode == 0
     assert call(api, "GET", "/v1/configs", key).status_code == 401
+
+
+def test_api__connector_secret__masked_for_readers_revealed_to_admin_only(
+        api: ApiServer, keys: dict[str, str]) -> None:
+    # Given a Slack config holding its webhook token
+    hook = "https://hooks.slack.com/services/T000/B000/slack-token-value"
+    assert call(api, "PUT", "/v1/configs/integrations.slack", keys["admin"],
+                json={"value": {"webhook_url": hook}}).status_code == 200
+    # When read, listed or read by field / Then the token is masked for every key
+    for role in ("read", "write", "admin"):
+        entry = call(api, "GET", "/v1/configs/integrations.slack", keys[role]).json()
+        assert entry["value"] == {"webhook_url": "***"}, role
+        listed = call(api, "GET", "/v1/configs", keys[role],
+                      params={"prefix": "integrations.slack"}).json()
+        assert listed == {"items": {"integrations.slack": {"webhook_url": "***"}}}, role
+    # And ?reveal=true shows it to an admin key only
+    for role in ("read", "write"):
+        refused = call(api, "GET", "/v1/configs/integrations.slack", keys[role],
+                       params={"reveal": "true"})
+        assert refused.status_code == 403 and "admin" in refused.json()["detail"], role
+    revealed = call(api, "GET", "/v1/configs/integrations.slack", keys["admin"],
+                    params={"reveal": "true"})
+    assert revealed.status_code == 200 and revealed.json()["value"] == {"webhook_url": hook}
