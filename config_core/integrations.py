@@ -12,20 +12,29 @@ from config_core.schemas import validate_schemas
 
 PREFIX = "integrations."
 
+BATCHING_LIMITS = {"batch_size": 10_000, "batch_timeout": 86_400, "max_retries": 100}
+"""The largest value of each ``integrations.batching`` field (events, seconds, retries)."""
+
+MAX_BACKLOG_LIMIT = 100_000_000
+"""The largest ``integrations.max_backlog`` (undelivered events the outbox may hold)."""
+
 
 def _validate_batching(value: Any) -> None:
     if not isinstance(value, dict):
         raise ConfigError("integrations.batching must be a dict")
     for name, item in value.items():
-        if name not in ("batch_size", "batch_timeout", "max_retries"):
+        if name not in BATCHING_LIMITS:
             raise ConfigError(f"integrations.batching has unknown field {name!r}")
-        if isinstance(item, bool) or not isinstance(item, int) or item < 0:
-            raise ConfigError(f"integrations.batching.{name} must be a non-negative integer")
+        _check_int(f"integrations.batching.{name}", item, 0, BATCHING_LIMITS[name])
 
 
 def _validate_max_backlog(value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError("integrations.max_backlog must be a positive integer")
+    _check_int("integrations.max_backlog", value, 1, MAX_BACKLOG_LIMIT)
+
+
+def _check_int(where: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where} must be an integer from {low} to {high:,}")
 
 
 SYSTEM_SECTIONS: dict[str, Callable[[Any], None]] = {

@@ -18,7 +18,14 @@ from config_core.layout import Namespace
 from config_core.masking import mask_for_key
 from config_core.schemas import SCHEMAS_KEY, SchemaError, Schemas
 from config_core.store import Conflict, Missing, SchemasChanged, Store, Write, event_only
-from config_core.validation import MAX_KEY_LENGTH, check_key, encode_value
+from config_core.validation import (
+    MAX_CHANGED_BY_LENGTH,
+    MAX_KEY_LENGTH,
+    MAX_REASON_LENGTH,
+    check_key,
+    check_text,
+    encode_value,
+)
 from connectors import registry
 from connectors.base import AsyncConnector, BaseConnector
 
@@ -143,9 +150,14 @@ class ConfigService:
         """
         if not isinstance(event_type, str) or not event_type:
             raise ConfigError("event_type must be a non-empty string")
+        if not isinstance(key, str):
+            raise ConfigError(f"event key must be a string, got {type(key).__name__}")
+        if not key:
+            raise ConfigError("event key must be a non-empty string")
+        check_text("event_type", event_type, MAX_KEY_LENGTH)
+        key = _printable(key[:MAX_KEY_LENGTH])
         masked = _masked_or_none(key, value, await self._secret_fields_of(key))
-        change = self._change(event_type, key[:MAX_KEY_LENGTH], masked, changed_by, reason,
-                              metadata)
+        change = self._change(event_type, key, masked, changed_by, reason, metadata)
         await self.store.write(event_only(change, _dumps(masked)))
         await self._dispatch_inline()
         return change.event_id
@@ -247,10 +259,12 @@ class ConfigService:
 
     def _change(self, kind: str, key: str, value: Any, changed_by: str | None,
                 reason: str | None, metadata: dict[str, Any] | None) -> Change:
-        for field, text in (("changed_by", changed_by), ("reason", reason)):
-            if text is not None and not isinstance(text, str):
-                raise ConfigError(f"{field} must be a string, got {type(text).__name__}")
+        check_text("changed_by", changed_by, MAX_CHANGED_BY_LENGTH)
+        check_text("reason", reason, MAX_REASON_LENGTH)
         if metadata is not None:
+            if not isinstance(metadata, dict):
+                raise ConfigError(
+                    f"metadata must be a dict of JSON values, got {type(metadata).__name__}")
             encode_value("metadata", metadata)
         return Change(kind, self.tenant, self.environment, key, value, changed_by, reason,
                       dict(metadata or {}))
@@ -424,6 +438,12 @@ class ConfigService:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone surrogates) written as ``\\udXXX``: an
+    event about a refused key must still be recordable."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _masked_or_none(key: str, value: Any, secret_fields: frozenset[str]) -> Any:
