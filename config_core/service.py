@@ -348,6 +348,7 @@ class ConfigService:
         path = registry.check_importable(type(connector))
         key = integrations.PREFIX + name
         config = dict(connector.config)
+        value_json = encode_value(key, config)  # first: refuses what masking could not walk
         type(connector).validate_config(config) if connector.settings else None
         masked = mask_for_key(key, config, type(connector).secret_fields())
         change = self._change(CHANGED, key, config, changed_by, "connector registered", None)
@@ -356,7 +357,7 @@ class ConfigService:
         self.schemas.check(key, config)
         try:
             version = await self.store.write(Write(
-                "set", key, encode_value(key, config), masked_json, change, masked_json, True,
+                "set", key, value_json, masked_json, change, masked_json, True,
                 self.schemas.version or 0, registry=(name, path)))
         except SchemasChanged:
             raise ConfigError("integrations.schemas changed during registration; try again") \

@@ -9,6 +9,7 @@ import redis
 
 from config_core import ConfigError, ConfigService
 from config_core.validation import MAX_CHANGED_BY_LENGTH, MAX_DEPTH, MAX_REASON_LENGTH
+from connectors import BaseConnector
 
 LONE_SURROGATE = "\ud800"
 
@@ -129,4 +130,18 @@ async def test_set_config__key_with_lone_surrogate__config_error_event_recorded_
     # And the refusal is still reported, the key written with the surrogate escaped
     [(_, fields)] = raw_redis.xrange(service.namespace.outbox)
     assert '"key":"app.\\\\ud800"' in fields["e"]
+    assert_nothing_written(raw_redis, service)
+
+
+class OpenConnector(BaseConnector):
+    """A custom connector that declares no settings: any dict config is accepted."""
+
+    def send_notification(self, event: dict[str, Any]) -> None:
+        return None
+
+
+async def test_register_connector__circular_config__config_error_nothing_written(
+        service: ConfigService, raw_redis: redis.Redis) -> None:
+    with pytest.raises(ConfigError, match="contains itself"):
+        await service.register_connector("open", OpenConnector({"loop": circular()}))
     assert_nothing_written(raw_redis, service)
