@@ -10,6 +10,7 @@ import redis
 from config_core import ConfigError, ConfigService
 from config_core.validation import MAX_CHANGED_BY_LENGTH, MAX_DEPTH, MAX_REASON_LENGTH
 from connectors import BaseConnector
+from connectors.settings import Setting, validate_config
 
 LONE_SURROGATE = "\ud800"
 
@@ -145,3 +146,12 @@ async def test_register_connector__circular_config__config_error_nothing_written
     with pytest.raises(ConfigError, match="contains itself"):
         await service.register_connector("open", OpenConnector({"loop": circular()}))
     assert_nothing_written(raw_redis, service)
+
+
+@pytest.mark.parametrize("value", [0, 3601, 1e300, float("nan")])
+def test_setting__number_outside_declared_bounds__config_error_naming_field(value: Any) -> None:
+    # Given a setting with its own bounds / When a value outside them is validated / Then refused
+    setting = Setting("poll_s", kind=(int, float), minimum=1, maximum=3600)
+    with pytest.raises(ConfigError, match=r"integrations\.x\.poll_s must be between 1 and 3600"):
+        validate_config("integrations.x", [setting], {"poll_s": value})
+    assert validate_config("integrations.x", [setting], {"poll_s": 3600}) == {"poll_s": 3600}
