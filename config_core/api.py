@@ -18,12 +18,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config_core.access import RANK, required_role
 from config_core.errors import AccessDenied, ConfigError, IntegrationError
 from config_core.service import ConfigService
 from config_core.state import apikeys
 from config_core.validation import MAX_KEY_LENGTH
+
+MAX_BODY_BYTES = 1024 * 1024
+"""Largest request body accepted, in bytes; a larger one gets 413 before it is parsed."""
 
 KEY_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 KeyPath = Annotated[str, Path(pattern=KEY_PATTERN, max_length=MAX_KEY_LENGTH,
@@ -64,7 +68,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "A bad parameter or body; the detail names it"},
 }
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS, 503: {"model": Problem, "description": "The change could not be recorded"}}
+    **ERRORS, 503: {"model": Problem, "description": "The change could not be recorded"},
+    413: {"model": Problem, "description": f"The body is over {MAX_BODY_BYTES} bytes"}}
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `apgcfg apikeys create`")
 
@@ -81,8 +86,80 @@ def create_app(service: ConfigService | None = None) -> FastAPI:
     app = FastAPI(title="APG Central Configuration", version="1", lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(405, _method_not_allowed)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     _routes(app)
     return app
+
+
+class BodyLimit:
+    """Refuse a request body over ``limit`` bytes with 413, before anything parses it.
+
+    The declared ``Content-Length`` is checked first; a body streamed without one (chunked) is
+    counted as it arrives and buffered up to the limit, then handed to the app in one piece.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if _declared_length(scope) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        body = await _read_body(receive, self.limit)
+        if body is None:
+            await self._refuse(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"the request body is over {self.limit} bytes"
+        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+
+
+def _declared_length(scope: Scope) -> int:
+    """The request's ``Content-Length`` (0 when absent or unreadable: the count decides)."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the buffered body once, then waits on the real one."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 def _service(request: Request) -> ConfigService:
@@ -131,9 +208,13 @@ def _routes(app: FastAPI) -> None:
         return ConfigList(items=await svc.get_configs(prefix))
 
     @app.get("/v1/configs/{key}", responses={**ERRORS, 404: {"model": Problem}})
-    async def get_config(key: KeyPath, svc: Service, caller: Caller) -> ConfigEntry:
-        _require(caller, "read", "reading")
-        return ConfigEntry(**await _entry(svc, key))
+    async def get_config(key: KeyPath, svc: Service, caller: Caller,
+                         reveal: Annotated[bool, Query(
+                             description="Return secrets as stored (admin keys only)")] = False,
+                         ) -> ConfigEntry:
+        _require(caller, "admin" if reveal else "read", "revealing secrets" if reveal
+                 else "reading")
+        return ConfigEntry(**await _entry(svc, key, reveal))
 
     @app.put("/v1/configs/{key}", responses={
         **WRITE_ERRORS, 400: {"model": Problem, "description": "The body is not JSON"}})
@@ -161,9 +242,9 @@ def _routes(app: FastAPI) -> None:
         return await svc.get_deliveries(event_id)
 
 
-async def _entry(svc: ConfigService, key: str) -> dict[str, Any]:
+async def _entry(svc: ConfigService, key: str, reveal: bool) -> dict[str, Any]:
     try:
-        return await svc.get_entry(key)
+        return await svc.get_entry(key, reveal=reveal)
     except KeyError:
         raise HTTPException(404, f"{key!r} has no value") from None
 

@@ -126,7 +126,7 @@ def parse_value(text: str) -> Any:
 # commands ---------------------------------------------------------------------------------------
 
 async def _get(service: ConfigService, args: argparse.Namespace) -> Any:
-    return await service.get_config(args.key)
+    return await service.get_config(args.key, reveal=args.reveal)
 
 
 async def _set(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
@@ -220,7 +220,11 @@ _KEY = (("key",), {"help": "configuration key, e.g. app.database.host"})
 _EVENT = (("event_id",), {"help": "event id (printed by set)"})
 
 _COMMANDS: dict[str, tuple[Handler, str, list[tuple[tuple[str, ...], dict[str, Any]]]]] = {
-    "get": (_get, "print a key's value", [_KEY]),
+    "get": (_get, "print a key's value, secrets masked", [
+        _KEY,
+        (("--reveal",), {"action": "store_true",
+                         "help": "print secrets as stored (for administrators)"}),
+    ]),
     "set": (_set, "set a key and emit its change event", [
         _KEY,
         (("value",), {"metavar": "VALUE_JSON", "help": "JSON; anything else is a string"}),
@@ -228,7 +232,7 @@ _COMMANDS: dict[str, tuple[Handler, str, list[tuple[tuple[str, ...], dict[str, A
         (("--reason",), {"help": "why"}),
         (("--local-only",), {"action": "store_true", "help": "apply without an event"}),
     ]),
-    "list": (_list, "print every key (under PREFIX) and its value", [
+    "list": (_list, "print every key (under PREFIX) and its value, secrets masked", [
         (("prefix",), {"nargs": "?", "default": "", "metavar": "PREFIX"}),
     ]),
     "history": (_history, "print a key's changes, newest first", [_KEY]),

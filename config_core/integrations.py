@@ -12,20 +12,61 @@ from config_core.schemas import validate_schemas
 
 PREFIX = "integrations."
 
+BATCHING_LIMITS = {"batch_size": 10_000, "batch_timeout": 86_400, "max_retries": 100}
+"""The largest value of each ``integrations.batching`` field (events, seconds, retries)."""
+
+MAX_BACKLOG_LIMIT = 100_000_000
+"""The largest ``integrations.max_backlog`` (undelivered events the outbox may hold)."""
+
 
 def _validate_batching(value: Any) -> None:
     if not isinstance(value, dict):
         raise ConfigError("integrations.batching must be a dict")
     for name, item in value.items():
-        if name not in ("batch_size", "batch_timeout", "max_retries"):
+        if name not in BATCHING_LIMITS:
             raise ConfigError(f"integrations.batching has unknown field {name!r}")
-        if isinstance(item, bool) or not isinstance(item, int) or item < 0:
-            raise ConfigError(f"integrations.batching.{name} must be a non-negative integer")
+        _check_int(f"integrations.batching.{name}", item, 0, BATCHING_LIMITS[name])
 
 
 def _validate_max_backlog(value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError("integrations.max_backlog must be a positive integer")
+    _check_int("integrations.max_backlog", value, 1, MAX_BACKLOG_LIMIT)
+
+
+RETRY_WINDOW_LIMIT_S = 7 * 24 * 3600
+"""The longest ``integrations.retries`` window: a week (events are kept that long)."""
+
+RETRY_FIELDS = {"window_s": RETRY_WINDOW_LIMIT_S, "max_retries": 1000}
+"""Fields of ``integrations.retries`` (and of each connector's entry) and their largest value."""
+
+
+def _validate_retries(value: Any) -> None:
+    """``{"window_s", "max_retries", "connectors": {name: {"window_s", "max_retries"}}}``."""
+    if not isinstance(value, dict):
+        raise ConfigError("integrations.retries must be a dict")
+    _check_retry_fields("integrations.retries", {k: v for k, v in value.items()
+                                                 if k != "connectors"})
+    per_connector = value.get("connectors", {})
+    if not isinstance(per_connector, dict):
+        raise ConfigError("integrations.retries.connectors must be a dict of connector names")
+    for name, fields in per_connector.items():
+        where = f"integrations.retries.connectors.{name}"
+        if not isinstance(fields, dict):
+            raise ConfigError(f"{where} must be a dict")
+        _check_retry_fields(where, fields)
+
+
+def _check_retry_fields(where: str, fields: dict[str, Any]) -> None:
+    for name, item in fields.items():
+        if name not in RETRY_FIELDS:
+            raise ConfigError(f"{where} has unknown field {name!r}; known: {sorted(RETRY_FIELDS)}"
+                              + (" and 'connectors'" if where == "integrations.retries" else ""))
+        if item is not None:
+            _check_int(f"{where}.{name}", item, 0, RETRY_FIELDS[name])
+
+
+def _check_int(where: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where} must be an integer from {low} to {high:,}")
 
 
 SYSTEM_SECTIONS: dict[str, Callable[[Any], None]] = {
@@ -34,6 +75,7 @@ SYSTEM_SECTIONS: dict[str, Callable[[Any], None]] = {
     "max_backlog": _validate_max_backlog,
     "schemas": validate_schemas,
     "access": validate_access,
+    "retries": _validate_retries,
 }
 """Sections under ``integrations.`` that configure the service itself, not a connector."""
 

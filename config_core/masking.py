@@ -1,8 +1,10 @@
 """Secret masking: what leaves config_core never carries a secret.
 
-A key whose last segment, or a dict field whose name, looks like a secret is shown as ``"***"``.
-Connector settings declared secret are masked by name too (``extra_secret_fields``), and
-``redact`` removes known secret values from free text such as error messages.
+A key with a secret-looking segment (``app.db.password``, ``app.password.primary``), or a dict
+field whose name looks like a secret, is shown as ``"***"``. Connector settings declared secret
+are masked by name too (``extra_secret_fields``). The password of a URL (``scheme://user:pw@``)
+is masked in every string, and ``redact`` removes known secret values from free text such as
+error messages.
 """
 
 from __future__ import annotations
@@ -14,21 +16,52 @@ from typing import Any
 MASK = "***"
 """What a masked value is replaced with."""
 
-_SECRET_NAME_RE = re.compile(
-    r"(token|secret|password|passwd|api_?key|webhook_?url|private_?key|credential|auth_header"
-    r"|access_?key|client_secret|signing_?key)",
+_SECRET_PART_RE = re.compile(
+    r"(token|secret|password|passwd|passphrase|api_?key|webhook_?url|private_?key|credential"
+    r"|auth_?header|access_?key|signing_?key|connection_?string|conn_?str)",
     re.IGNORECASE,
 )
+"""Secret wherever it appears in a name: ``db_password``, ``connectionString``."""
+
+_SECRET_WORDS = frozenset({"pwd", "dsn", "bearer", "cookie", "cookies"})
+"""Secret as a whole word of a name (``sentry_dsn``, ``db_pwd``), not inside another word."""
+
+_SECRET_NAMES = frozenset({"private", "session", "session_id", "sessionid", "signature",
+                           "authorization"})
+"""Secret only as the whole name of a field or a key's last segment: ``session`` holds a
+session id, but ``session_timeout`` and ``app.session.timeout`` hold nothing secret."""
+
+_CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_WORD_SPLIT_RE = re.compile(r"[^a-z0-9]+")
+
+URL_CREDENTIALS_RE = re.compile(
+    r"(?P<head>\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)(?P<password>[^\s/@]+)(?=@)", re.IGNORECASE)
+"""The password of ``scheme://user:password@host`` anywhere in a string."""
 
 
-def is_secret_name(name: str) -> bool:
-    """True when a key segment or field name looks like it holds a secret."""
-    return bool(_SECRET_NAME_RE.search(name))
+def is_secret_name(name: str, *, leaf: bool = True) -> bool:
+    """True when a field name or key segment looks like it holds a secret.
+
+    ``leaf=False`` is for a segment in the middle of a key, where a few names that are
+    secrets on their own (``session``, ``private``) are only a namespace.
+    """
+    if _SECRET_PART_RE.search(name):
+        return True
+    words = _WORD_SPLIT_RE.split(_CAMEL_RE.sub("_", name).lower())
+    if _SECRET_WORDS.intersection(words):
+        return True
+    return leaf and "_".join(word for word in words if word) in _SECRET_NAMES
 
 
 def is_secret_key(key: str) -> bool:
-    """True when the last segment of a dotted key looks like a secret."""
-    return is_secret_name(key.rsplit(".", 1)[-1])
+    """True when any segment of a dotted key looks like a secret (the last one most strictly)."""
+    *parents, last = key.split(".")
+    return is_secret_name(last) or any(is_secret_name(part, leaf=False) for part in parents)
+
+
+def mask_url_credentials(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` URL masked."""
+    return URL_CREDENTIALS_RE.sub(lambda match: f"{match['head']}{MASK}", text)
 
 
 def mask_value(value: Any, extra_secret_fields: Iterable[str] = ()) -> Any:
@@ -45,6 +78,8 @@ def _mask(value: Any, extra: frozenset[str]) -> Any:
         }
     if isinstance(value, list):
         return [_mask(item, extra) for item in value]
+    if isinstance(value, str) and "@" in value:
+        return mask_url_credentials(value)
     return value
 
 
@@ -80,13 +115,16 @@ def secret_strings(value: Any, extra_secret_fields: Iterable[str] = ()) -> set[s
                 walk(sub, secret)
         elif secret and isinstance(item, str) and item:
             found.add(item)
+        elif isinstance(item, str):
+            found.update(match["password"] for match in URL_CREDENTIALS_RE.finditer(item))
 
     walk(value, False)
     return found
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace each secret (and the path part of secret URLs) in ``text`` with ``MASK``."""
+    """Replace each secret (and the path part of secret URLs) in ``text`` with ``MASK``;
+    the password of any URL in ``text`` is masked too, known or not."""
     for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) < 4:
             continue
@@ -94,7 +132,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         path = _url_path(secret)
         if path:
             text = text.replace(path, MASK)
-    return text
+    return mask_url_credentials(text)
 
 
 def _url_path(secret: str) -> str | None:

@@ -27,11 +27,21 @@ from config_core.state.values import (
     event_only,
 )
 from config_core.store import Store
-from config_core.validation import MAX_KEY_LENGTH, check_key, encode_value, idempotency
+from config_core.validation import (
+    MAX_CHANGED_BY_LENGTH,
+    MAX_KEY_LENGTH,
+    MAX_REASON_LENGTH,
+    check_key,
+    check_text,
+    encode_value,
+    idempotency,
+)
 
 log = logging.getLogger(__name__)
 
 _MISSING: Any = object()
+_SHOWN_FIELD = {False: "masked", True: "value"}
+"""Which stored form of a value a read returns: masked unless revealed."""
 _CAS_ATTEMPTS = 20
 
 
@@ -158,9 +168,14 @@ class ConfigService:
         """
         if not isinstance(event_type, str) or not event_type:
             raise ConfigError("event_type must be a non-empty string")
-        masked = _masked_or_none(key, value)
-        change = self._change(event_type, key[:MAX_KEY_LENGTH], masked, changed_by, reason,
-                              metadata)
+        if not isinstance(key, str):
+            raise ConfigError(f"event key must be a string, got {type(key).__name__}")
+        if not key:
+            raise ConfigError("event key must be a non-empty string")
+        check_text("event_type", event_type, MAX_KEY_LENGTH)
+        key = _printable(key[:MAX_KEY_LENGTH])
+        masked = _masked_or_none(key, value, await self._secret_fields_of(key))
+        change = self._change(event_type, key, masked, changed_by, reason, metadata)
         await self.store.write(event_only(change, _dumps(masked)))
         await self._dispatch_inline()
         return change.event_id
@@ -242,6 +257,18 @@ class ConfigService:
             raise ConfigError(f"integrations.{name} must be a dict of settings")
         return cls.secret_fields()
 
+    async def _secret_fields_of(self, key: str) -> frozenset[str]:
+        """The declared secret settings of the connector ``key`` configures (built in or
+        registered); none when it is not a connector's key or its class does not load."""
+        split = integrations.split(key)
+        if not split or split[0] in integrations.SYSTEM_SECTIONS:
+            return frozenset()
+        try:
+            cls = await self._connector_class(split[0])
+        except (ConfigError, RedisError):
+            return frozenset()
+        return cls.secret_fields() if cls else frozenset()
+
     async def _connector_class(self, name: str) -> Any:
         builtin = hooks.catalog().builtin_class(name)
         if builtin is not None:
@@ -252,10 +279,12 @@ class ConfigService:
     def _change(self, kind: str, key: str, value: Any, changed_by: str | None,
                 reason: str | None, metadata: dict[str, Any] | None,
                 idempotency_key: str | None = None) -> Change:
-        for field, text in (("changed_by", changed_by), ("reason", reason)):
-            if text is not None and not isinstance(text, str):
-                raise ConfigError(f"{field} must be a string, got {type(text).__name__}")
+        check_text("changed_by", changed_by, MAX_CHANGED_BY_LENGTH)
+        check_text("reason", reason, MAX_REASON_LENGTH)
         if metadata is not None:
+            if not isinstance(metadata, dict):
+                raise ConfigError(
+                    f"metadata must be a dict of JSON values, got {type(metadata).__name__}")
             encode_value("metadata", metadata)
         return Change(kind, self.tenant, self.environment, key, value, changed_by, reason,
                       dict(metadata or {}), idempotency_key=idempotency(idempotency_key))
@@ -267,15 +296,20 @@ class ConfigService:
 
     # reads -------------------------------------------------------------------------------------
 
-    async def get_config(self, key: str, default: Any = _MISSING) -> Any:
-        """The value of ``key``; ``default`` (or ``KeyError``) when it has none."""
+    async def get_config(self, key: str, default: Any = _MISSING, *, reveal: bool = False,
+                         ) -> Any:
+        """The value of ``key``, secrets masked; ``default`` (or ``KeyError``) when it has none.
+
+        ``reveal=True`` returns the stored secrets themselves: for administrators only (the
+        CLI's ``get --reveal``, the HTTP API's ``?reveal=true`` with an admin key).
+        """
         check_key(key)
-        stored, _ = await self.store.read(key)
+        stored, _ = await self._read_shown(key, reveal)
         if stored is not None:
             return json.loads(stored)
         split = integrations.split(key)
         if split and split[1]:
-            parent, _ = await self.store.read(integrations.PREFIX + split[0])
+            parent, _ = await self._read_shown(integrations.PREFIX + split[0], reveal)
             try:
                 return integrations.get_path(json.loads(parent) if parent else None, split[1])
             except KeyError:
@@ -284,20 +318,28 @@ class ConfigService:
             raise KeyError(key)
         return default
 
-    async def get_entry(self, key: str) -> dict[str, Any]:
-        """``{"key", "value", "version"}`` of a key that has a value; ``KeyError`` otherwise."""
+    async def get_entry(self, key: str, *, reveal: bool = False) -> dict[str, Any]:
+        """``{"key", "value", "version"}`` of a key that has a value (secrets masked unless
+        ``reveal``); ``KeyError`` otherwise."""
         check_key(key)
-        stored, version = await self.store.read(key)
+        stored, version = await self._read_shown(key, reveal)
         if stored is None:
             raise KeyError(key)
         return {"key": key, "value": json.loads(stored), "version": version}
 
     async def get_configs(self, prefix: str = "") -> dict[str, Any]:
-        """Every key starting with ``prefix`` and its value."""
+        """Every key starting with ``prefix`` and its value, secrets always masked."""
         keys = await self.store.keys_with_prefix(prefix)
-        values = await self.store.read_many(keys)
+        values = await self.store.read_many(keys, _SHOWN_FIELD[False])
         pairs = zip(keys, values, strict=True)
         return {key: json.loads(value) for key, value in pairs if value is not None}
+
+    async def _read_shown(self, storage_key: str, reveal: bool) -> tuple[str | None, int]:
+        """The masked (or, with ``reveal``, the stored) JSON of a key, and its version.
+
+        The write script stores both forms side by side, so a read never masks again.
+        """
+        return await self.store.read(storage_key, _SHOWN_FIELD[reveal])
 
     async def history(self, key: str, limit: int = 100) -> list[dict[str, Any]]:
         """Changes of ``key``, newest first (values masked where secret)."""
@@ -320,6 +362,7 @@ class ConfigService:
         path = catalog.check_importable(type(connector))
         key = integrations.PREFIX + name
         config = dict(connector.config)
+        value_json = encode_value(key, config)  # first: refuses what masking could not walk
         type(connector).validate_config(config) if connector.settings else None
         masked = mask_for_key(key, config, type(connector).secret_fields())
         change = self._change(CHANGED, key, config, changed_by, "connector registered", None)
@@ -328,7 +371,7 @@ class ConfigService:
         self.schemas.check(key, config)
         try:
             applied = await self.store.write(Write(
-                "set", key, encode_value(key, config), masked_json, change, masked_json, True,
+                "set", key, value_json, masked_json, change, masked_json, True,
                 self.schemas.version or 0, registry=(name, path)))
         except SchemasChanged:
             raise ConfigError("integrations.schemas changed during registration; try again") \
@@ -418,19 +461,28 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _masked_or_none(key: str, value: Any) -> Any:
-    """The attempted value, masked, for an error event; None when it is not JSON at all."""
+def _printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone surrogates) written as ``\\udXXX``: an
+    event about a refused key must still be recordable."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _masked_or_none(key: str, value: Any, secret_fields: frozenset[str]) -> Any:
+    """The attempted value, masked, for an error event; None when it is not JSON at all.
+
+    A value for one field of a connector (``integrations.x.field``) is masked as it would be
+    inside the connector's config, so a declared secret field is hidden whatever its name.
+    """
     try:
         encode_value(key, value)
     except ConfigError:
         return None
     split = integrations.split(key)
-    return mask_for_key(key, value, _builtin_secret_fields(split[0]) if split else ())
-
-
-def _builtin_secret_fields(name: str) -> frozenset[str]:
-    cls = hooks.catalog().builtin_class(name)
-    return cls.secret_fields() if cls else frozenset()
+    if not split or not split[1]:
+        return mask_for_key(key, value, secret_fields)
+    document = integrations.set_path({}, split[1], value)
+    masked = mask_for_key(integrations.PREFIX + split[0], document, secret_fields)
+    return integrations.get_path(masked, split[1])
 
 
 def _field_or_none(document: Any, path: list[str]) -> Any:

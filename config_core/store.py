@@ -63,14 +63,12 @@ class Store:
         raise IntegrationError(
             f"change to {key!r} was not applied: Redis dropped the connection ({exc})") from exc
 
-    async def read(self, storage_key: str) -> tuple[str | None, int]:
-        """The stored JSON and version of ``storage_key`` (None, version when unset)."""
-        value, version = await self.redis.hmget(values.value_key(self.ns, storage_key), "value",
+    async def read(self, storage_key: str, field: str = "value") -> tuple[str | None, int]:
+        """The stored JSON (``field``: value, or masked) and version of ``storage_key``
+        (None, version when unset)."""
+        value, version = await self.redis.hmget(values.value_key(self.ns, storage_key), field,
                                                  "version")
         return value, int(version or 0)
-
-    async def read_masked(self, storage_key: str) -> str | None:
-        return await self.redis.hget(values.value_key(self.ns, storage_key), "masked")
 
     async def keys_with_prefix(self, prefix: str) -> list[str]:
         if not prefix:
@@ -78,10 +76,10 @@ class Store:
         return await self.redis.zrangebylex(values.index_key(self.ns), f"[{prefix}",
                                            f"[{prefix}\xff")
 
-    async def read_many(self, keys: list[str]) -> list[str | None]:
+    async def read_many(self, keys: list[str], field: str = "value") -> list[str | None]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.hget(values.value_key(self.ns, key), "value")
+                pipe.hget(values.value_key(self.ns, key), field)
             return await pipe.execute()
 
     async def history(self, key: str, limit: int) -> list[dict[str, Any]]:

@@ -17,6 +17,10 @@ Check = Callable[[Any], "str | None"]
 ENV_REF_RE = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 """A secret kept out of Redis: ``${env:NAME}`` is resolved from the worker's environment."""
 
+MAX_NUMBER = 10**12
+"""Largest magnitude of a number setting unless the setting declares its own ``minimum`` /
+``maximum``: far beyond any count or interval, well inside what a float holds exactly."""
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -29,6 +33,10 @@ class Setting:
     default: Any = None
     check: Check | None = None
     doc: str = ""
+    minimum: float = -MAX_NUMBER
+    """Smallest accepted value of a number setting."""
+    maximum: float = MAX_NUMBER
+    """Largest accepted value of a number setting."""
 
     def validate(self, where: str, value: Any) -> None:
         """Raise ``ConfigError`` naming ``where`` when ``value`` does not fit this setting."""
@@ -41,9 +49,18 @@ class Setting:
             raise ConfigError(
                 f"{where}.{self.name} must be {_kind_name(kinds)}, got {type(value).__name__}"
             )
-        problem = self.check(value) if self.check else None
+        problem = self._out_of_range(value) or (self.check(value) if self.check else None)
         if problem:
             raise ConfigError(f"{where}.{self.name} {problem}")
+
+
+    def _out_of_range(self, value: Any) -> str | None:
+        """Why a number is outside ``minimum``..``maximum`` (NaN included); None if inside."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if self.minimum <= value <= self.maximum:
+            return None
+        return f"must be between {self.minimum:g} and {self.maximum:g}"
 
 
 def _kind_name(kinds: Iterable[type]) -> str:

@@ -2,9 +2,10 @@
 
 A failed attempt waits ``BASE_S × 2ⁿ`` seconds (at most ``STEP_MAX_S``), half of it fixed and
 half random, and never less than the vendor's ``Retry-After``; no wait is longer than
-``MAX_WAIT_S``, whatever the vendor says. A delivery is given up (``dead``) once its first
-failure is ``window_s`` old (default one hour), or after ``max_retries`` retries when that is
-set. Both come from ``integrations.retries``, per connector if wanted:
+``connectors.http.MAX_VENDOR_WAIT_S``, whatever the vendor says. A delivery is given up
+(``dead``) once its first failure is ``window_s`` old (default one hour), or after
+``max_retries`` retries when that is set. Both come from ``integrations.retries``, per
+connector if wanted:
 
     {"window_s": 3600, "max_retries": null, "connectors": {"slack": {"window_s": 600}}}
 
@@ -16,23 +17,19 @@ across the hour. Waits past the Celery countdown limit are parked in Redis (``sc
 
 from __future__ import annotations
 
-import math
-import os
 import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from config_core.state.ledger import LedgerRow
+from connectors.http import bounded_wait
 
 BASE_S = 2.0
 """First wait after a failure."""
 
 STEP_MAX_S = 600.0
 """Longest wait between two attempts of the backoff itself."""
-
-MAX_WAIT_S = float(os.environ.get("APGCFG_MAX_VENDOR_WAIT_S", "3600"))
-"""Longest wait of all, a vendor's ``Retry-After`` included (``APGCFG_MAX_VENDOR_WAIT_S``)."""
 
 DEFAULT_WINDOW_S = 3600.0
 """A delivery keeps being retried until its first failure is this old."""
@@ -70,7 +67,5 @@ def backoff_s(attempts: int, retry_after_s: float | None) -> float:
 
 
 def cap(wait_s: float | None) -> float:
-    """``wait_s`` as a finite number of seconds in [0, MAX_WAIT_S] (NaN counts as 0)."""
-    if wait_s is None or math.isnan(wait_s):
-        return 0.0
-    return min(max(wait_s, 0.0), MAX_WAIT_S)
+    """``wait_s`` as a finite number of seconds in [0, MAX_VENDOR_WAIT_S] (NaN counts as 0)."""
+    return bounded_wait(wait_s) or 0.0

@@ -31,9 +31,10 @@ def keys(api: ApiServer) -> dict[str, str]:
 
 
 def call(api: ApiServer, method: str, path: str, key: str | None = None,
-         **kwargs: object) -> requests.Response:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return requests.request(method, f"{api.url}{path}", headers=headers, timeout=10, **kwargs)
+         headers: dict[str, str] | None = None, **kwargs: object) -> requests.Response:
+    auth = {"Authorization": f"Bearer {key}"} if key else {}
+    return requests.request(method, f"{api.url}{path}", headers={**auth, **(headers or {})},
+                            timeout=10, **kwargs)
 
 
 def test_api__no_key_or_bad_key__401(api: ApiServer, keys: dict[str, str]) -> None:
@@ -101,3 +102,57 @@ def test_apikeys__listed_hashed_and_revocable(api: ApiServer, tmp_path: Path) ->
     assert call(api, "GET", "/v1/configs", key).status_code == 200
     assert api.cli("apikeys", "revoke", key_id).returncode == 0
     assert call(api, "GET", "/v1/configs", key).status_code == 401
+
+
+def test_api__connector_secret__masked_for_readers_revealed_to_admin_only(
+        api: ApiServer, keys: dict[str, str]) -> None:
+    # Given a Slack config holding its webhook token
+    hook = "https://hooks.slack.com/services/T000/B000/slack-token-value"
+    assert call(api, "PUT", "/v1/configs/integrations.slack", keys["admin"],
+                json={"value": {"webhook_url": hook}}).status_code == 200
+    # When read, listed or read by field / Then the token is masked for every key
+    for role in ("read", "write", "admin"):
+        entry = call(api, "GET", "/v1/configs/integrations.slack", keys[role]).json()
+        assert entry["value"] == {"webhook_url": "***"}, role
+        listed = call(api, "GET", "/v1/configs", keys[role],
+                      params={"prefix": "integrations.slack"}).json()
+        assert listed == {"items": {"integrations.slack": {"webhook_url": "***"}}}, role
+    # And ?reveal=true shows it to an admin key only
+    for role in ("read", "write"):
+        refused = call(api, "GET", "/v1/configs/integrations.slack", keys[role],
+                       params={"reveal": "true"})
+        assert refused.status_code == 403 and "admin" in refused.json()["detail"], role
+    revealed = call(api, "GET", "/v1/configs/integrations.slack", keys["admin"],
+                    params={"reveal": "true"})
+    assert revealed.status_code == 200 and revealed.json()["value"] == {"webhook_url": hook}
+
+
+def test_api__body_over_1_mib__413_before_parsing_nothing_written(
+        api: ApiServer, keys: dict[str, str]) -> None:
+    # Given a body just over 1 MiB, sent with its length and streamed without one
+    body = b'{"value": "' + b"x" * (1024 * 1024) + b'"}'
+    declared = call(api, "PUT", "/v1/configs/app.big", keys["write"], data=body,
+                    headers={"Content-Type": "application/json"})
+    streamed = call(api, "PUT", "/v1/configs/app.big", keys["write"],
+                    data=iter([body[:600_000], body[600_000:]]),
+                    headers={"Content-Type": "application/json"})
+    # Then both are refused with 413 and a JSON detail; nothing was written
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert "1048576 bytes" in response.json()["detail"]
+    assert call(api, "GET", "/v1/configs/app.big", keys["read"]).status_code == 404
+
+
+def test_api__hostile_json__422_naming_the_problem(api: ApiServer, keys: dict[str, str]) -> None:
+    # Given bodies nested 200 levels deep, or with a lone surrogate in the value or the reason
+    deep = b'{"value": ' + b"[" * 200 + b"1" + b"]" * 200 + b"}"
+    cases = [(deep, "nested deeper than 64"),
+             (b'{"value": {"a": "\\ud800"}}', "lone surrogate"),
+             (b'{"value": 1, "reason": "\\ud800"}', "body.reason")]
+    # When put / Then each is a 422 whose detail names the problem
+    for body, message in cases:
+        response = call(api, "PUT", "/v1/configs/app.hostile", keys["write"], data=body,
+                        headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, (message, response.text)
+        assert message in response.json()["detail"]
+    assert call(api, "GET", "/v1/configs/app.hostile", keys["read"]).status_code == 404

@@ -60,3 +60,17 @@ def test_deliveries_dead_replay__through_the_ledger(
     assert cli("replay", event_id, capsys=capsys)[0] == 0
     assert cli("deliveries", event_id, capsys=capsys)[1][0]["status"] == "delivered"
     assert cli("health", capsys=capsys)[1]["discord"]["status"] == "healthy"
+
+
+def test_get_list__secret_values__masked_unless_get_reveal(
+        cli, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a secret key and a URL with a password
+    assert cli("set", "app.db.password", "hunter2-pw", capsys=capsys)[0] == 0
+    assert cli("set", "app.db.url", "postgres://app:hunter3-pw@db/x", capsys=capsys)[0] == 0
+    # When read / Then masked by get and list, shown by get --reveal only
+    assert cli("get", "app.db.password", capsys=capsys)[1] == "***"
+    assert cli("list", "app.db.", capsys=capsys)[1] == {
+        "app.db.password": "***", "app.db.url": "postgres://app:***@db/x"}
+    assert cli("get", "app.db.password", "--reveal", capsys=capsys)[1] == "hunter2-pw"
+    assert cli("get", "app.db.url", "--reveal", capsys=capsys)[1] == (
+        "postgres://app:hunter3-pw@db/x")

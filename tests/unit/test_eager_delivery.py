@@ -28,15 +28,15 @@ async def test_integration_config__dict_and_field_forms__read_back_the_same(
     # Given the guide's step 2 (one field) then step 3 (the dict)
     first = discord_fake.add_webhook()
     await service.set_config("integrations.discord.webhook_url", first)
-    assert await service.get_config("integrations.discord") == {"webhook_url": first}
+    assert await service.get_config("integrations.discord", reveal=True) == {"webhook_url": first}
     await service.set_config("integrations.discord", {"webhook_url": first, "username": "Bot"})
     # When one field changes
     second = discord_fake.add_webhook()
     result = await service.set_config("integrations.discord.webhook_url", second)
     # Then both forms agree, other fields are kept, and the event masks the URL
-    assert await service.get_config("integrations.discord.webhook_url") == second
-    assert await service.get_config("integrations.discord") == {"webhook_url": second,
-                                                                "username": "Bot"}
+    assert await service.get_config("integrations.discord.webhook_url", reveal=True) == second
+    assert await service.get_config("integrations.discord", reveal=True) == {
+        "webhook_url": second, "username": "Bot"}
     assert result.version == 3
     history = await service.history("integrations.discord.webhook_url")
     assert [h["version"] for h in history] == [3, 2, 1]
@@ -51,7 +51,7 @@ async def test_field_write__invalid_field__config_error_nothing_changed(
         await service.set_config("integrations.discord.username", "my discord bot")
     with pytest.raises(ConfigError, match="unknown setting"):
         await service.set_config("integrations.discord.colour", "red")
-    assert await service.get_config("integrations.discord") == {"webhook_url": url}
+    assert await service.get_config("integrations.discord", reveal=True) == {"webhook_url": url}
 
 
 async def test_deliver__webhook_404__dead_after_one_attempt(
