@@ -27,8 +27,8 @@ test-integration: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration
 
 lint: install
-	$(BIN)/ruff check config_core workers connectors tests bench
-	$(BIN)/mypy config_core connectors workers
+	$(BIN)/ruff check apgcfg config_core workers connectors tests bench
+	$(BIN)/mypy apgcfg config_core connectors workers
 
 bench: install
 	$(BIN)/python -m bench.run

@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 class ApiServer:
-    """``python -m config_core.cli serve`` on a free loopback port."""
+    """``python -m apgcfg.cli serve`` on a free loopback port."""
 
     def __init__(self, redis_url: str, tenant: str, log_dir: Path) -> None:
         self.port = free_port()
@@ -34,7 +34,7 @@ class ApiServer:
         self.log_path = log_dir / f"api-{self.port}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "config_core.cli", "serve", "--port", str(self.port),
+            [sys.executable, "-m", "apgcfg.cli", "serve", "--port", str(self.port),
              *self.options], cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self) -> ApiServer:
@@ -52,7 +52,7 @@ class ApiServer:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run another apgcfg command against the same Redis and namespace."""
-        return subprocess.run([sys.executable, "-m", "config_core.cli", *args, *self.options],
+        return subprocess.run([sys.executable, "-m", "apgcfg.cli", *args, *self.options],
                               cwd=ROOT, env=self.env, capture_output=True, text=True,
                               timeout=60, check=False)
 

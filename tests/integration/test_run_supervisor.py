@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 import redis
 
-from config_core import settings, supervisor
+from apgcfg import supervisor
+from config_core import settings
 from tests.conftest import redis_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
@@ -130,7 +131,7 @@ def start_supervisor(workdir: Path, redis_url_: str, port: int) -> subprocess.Po
     for name in ("FLOWER_UNAUTHENTICATED_API", "CELERY_TASK_ALWAYS_EAGER", "CELERY_BROKER_URL",
                  "CELERY_RESULT_BACKEND"):
         env.pop(name, None)
-    command = [sys.executable, "-m", "config_core.cli", "run", "--flower-port", str(port)]
+    command = [sys.executable, "-m", "apgcfg.cli", "run", "--flower-port", str(port)]
     return subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)

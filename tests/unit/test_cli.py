@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from config_core.cli import main, parse_value
+from apgcfg.cli import main, parse_value
 from tests.conftest import UNIT_DB, redis_url
 from tests.fakes.discord import FakeDiscord
 

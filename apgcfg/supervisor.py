@@ -26,6 +26,8 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from celery import Celery
+
 PROBE_HOST = "127.0.0.1"
 """Where a local Redis is looked for when ``CONFIG_REDIS_URL`` is unset."""
 
@@ -359,8 +361,6 @@ def _shutdown(children: list[Child], redis: RedisChoice | None) -> None:
 
 def worker_ping(broker_url: str, node: str) -> tuple[Callable[[], bool], Callable[[], None]]:
     """A check that ``node`` answers a Celery control ping, and a function that closes it."""
-    from celery import Celery  # imported here: config_core stays Celery-free otherwise
-
     app = Celery("apgcfg-run", broker=broker_url, set_as_current=False)
 
     def check() -> bool:

@@ -16,12 +16,16 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import uvicorn
 from redis.exceptions import RedisError
 
-from config_core import supervisor
+from apgcfg import supervisor
+from apgcfg.api import create_app
 from config_core.errors import ApgConfigError, ConfigError
 from config_core.service import ConfigService
-from config_core.state import apikeys
+from config_core.state import apikeys, directory
+from workers import identity
+from workers.redis_client import connect
 
 Handler = Callable[[ConfigService, argparse.Namespace], Awaitable[Any]]
 
@@ -181,10 +185,6 @@ async def _apikeys(service: ConfigService, args: argparse.Namespace) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from config_core.api import create_app
-
     service = ConfigService(redis_url=getattr(args, "redis_url", None),
                             environment=getattr(args, "environment", None),
                             tenant=getattr(args, "tenant", None))
@@ -197,15 +197,13 @@ async def _role(service: ConfigService, args: argparse.Namespace) -> dict[str, A
 
 
 async def _identity(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
-    from workers import identity  # the sync runs here, in this process, as a worker would
-    from workers.redis_client import connect
-
+    """Sync in this process, as a worker would, or show the providers' sync status."""
     client = connect(service.redis_url)
     try:
         names = [args.provider] if args.provider else identity.providers(client,
                                                                           service.namespace)
         if args.action == "status":
-            return {name: identity.directory.status(client, service.namespace, name)
+            return {name: directory.status(client, service.namespace, name)
                     for name in names}
         if not names:
             raise ConfigError("no identity provider is configured (integrations.okta, "
