@@ -101,6 +101,10 @@ class BaseConnector:
         """Continue work scheduled with ``context.follow_up``; return the next step or None."""
         return None
 
+    def follow_up_failed(self, state: dict[str, Any], error: str) -> None:
+        """A follow-up gave up (its steps kept failing): record the outcome it could not see,
+        e.g. a build result of UNKNOWN. ``error`` says why (already without secrets)."""
+
     def create_once(self, step: str, create: Callable[[], dict[str, Any]],
                     find: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
         """Create a vendor object for this event at most once, across retries and redeliveries.

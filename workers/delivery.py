@@ -12,18 +12,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from config_core.errors import ConfigError
 from config_core.events import Event
-from config_core.state import ledger
+from config_core.state import breakers, ledger
 from config_core.state.keys import Namespace
 from config_core.state.ledger import LedgerRow, Status
 from connectors.base import BaseConnector, call
-from connectors.errors import PermanentError, RetryableError, Skipped
-from workers import batches, loading, performance, scheduling
+from connectors.errors import (
+    PermanentError,
+    RetryableError,
+    Skipped,
+    TransportError,
+    Unavailable,
+)
+from workers import batches, follow_ups, loading, performance, scheduling
 from workers.context import RedisContext
 from workers.redis_client import client
 from workers.retrying import RetryPolicy, backoff_s
@@ -65,6 +72,8 @@ def deliver(namespace: str, event_id: str, name: str, urgency: str) -> Outcome:
             return Outcome(str(Status.BATCHED))
     except Exception as exc:  # noqa: BLE001 - a connector's batch policy may raise anything
         connector, problem = None, exc
+    if loaded.breaker.open_for_s() and connector is not None and not scheduling.eager():
+        return _wait_for_breaker(ns, event_id, name, urgency, loaded)
     taken = ledger.claim(client(), ns, event_id, name, urgency, LEASE_S, loaded.row_text)
     if taken.kind == "busy":
         return Outcome("in_flight", retry_in_s=max(1.0, taken.busy_for_s))
@@ -73,9 +82,13 @@ def deliver(namespace: str, event_id: str, name: str, urgency: str) -> Outcome:
         return Outcome(str(taken.row.status))
     started = time.monotonic()
     policy = _policy(name, loaded)
-    row = _settle_doubt(connector, taken.row, policy) if taken.kind == "in_doubt" else None
-    row = row or _attempt(connector, problem, event, taken.row, policy)
-    ledger.finish(client(), ns, event_id, row, taken.token)
+    settled = _settle_doubt(connector, taken.row, policy) if taken.kind == "in_doubt" else None
+    row, vendor_failed = ((settled, False) if settled is not None
+                          else _attempt(connector, problem, event, taken.row, policy))
+    pipe = client().pipeline(transaction=False)
+    ledger.finish(pipe, ns, event_id, row, taken.token)
+    _tell_breaker(pipe, ns, name, row, vendor_failed)
+    pipe.execute()
     if loaded.timed and loaded.event:
         took_ms = (time.monotonic() - started) * 1000
         performance.record(client(), ns, [performance.sample("delivery", took_ms, event, name)])
@@ -89,7 +102,7 @@ def _connector(ns: Namespace, name: str, loaded: loading.Loaded
     except Exception as exc:  # noqa: BLE001 - reported as the attempt's outcome
         return None, exc
     connector.context = RedisContext(client(), ns, loaded.event or Event(), name,
-                                     schedule_follow_up)
+                                     follow_ups.schedule)
     return connector, None
 
 
@@ -101,6 +114,32 @@ def _buffered(ns: Namespace, event_id: str, name: str, urgency: str,
     if policy is None or not connector.wants(dict(event)):
         return False
     return bool(batches.buffer(ns, name, [(event_id, urgency)], policy))
+
+
+def _wait_for_breaker(ns: Namespace, event_id: str, name: str, urgency: str,
+                      loaded: loading.Loaded) -> Outcome:
+    """The vendor keeps failing: wait until its breaker lets attempts through (no attempt is
+    counted; the retry window still runs, so an hour of this ends the delivery dead)."""
+    row = ledger.parse_row(loaded.row_text) or LedgerRow.new(name, urgency)
+    if row.status in ledger.NOT_ATTEMPTED:
+        return Outcome(str(row.status))
+    breaker = loaded.breaker
+    reason = (f"{name} is failing ({breaker.last_error}); waiting {breaker.open_for_s():.0f} s "
+              "before trying it again")
+    row.mark(Status.RETRYING, reason, retry_in_s=breaker.open_for_s() + random.uniform(0, 1))
+    if _policy(name, loaded).gives_up(row):
+        row.mark(Status.DEAD, reason)
+    ledger.finish(client(), ns, event_id, row)
+    return Outcome(str(row.status), _wait(row))
+
+
+def _tell_breaker(pipe: Any, ns: Namespace, name: str, row: LedgerRow,
+                  vendor_failed: bool) -> None:
+    """A vendor that answered closes its breaker; a transport failure or 5xx counts."""
+    if row.status == Status.DELIVERED:
+        breakers.succeeded(pipe, ns, name)
+    elif vendor_failed:
+        breakers.failed(pipe, ns, name, row.last_error or "")
 
 
 def _settle_doubt(connector: BaseConnector | None, row: LedgerRow, policy: RetryPolicy
@@ -121,26 +160,28 @@ def _settle_doubt(connector: BaseConnector | None, row: LedgerRow, policy: Retry
 
 
 def _attempt(connector: BaseConnector | None, problem: Exception | None, event: Event,
-             row: LedgerRow, policy: RetryPolicy) -> LedgerRow:
-    """Send once and return the row marked with the outcome."""
+             row: LedgerRow, policy: RetryPolicy) -> tuple[LedgerRow, bool]:
+    """Send once; the row marked with the outcome, and whether the vendor failed (no answer,
+    or a 5xx), which counts towards its breaker."""
     try:
         if connector is None:
             raise problem or ConfigError("the connector could not be built")
         result = _send(connector, event)
     except Skipped as exc:
         row.detail["skipped"] = _text(exc, connector)
-        return row.mark(Status.SKIPPED)
+        return row.mark(Status.SKIPPED), False
     except (PermanentError, ConfigError) as exc:
-        return row.mark(Status.DEAD, _text(exc, connector))
+        return row.mark(Status.DEAD, _text(exc, connector)), False
     except RetryableError as exc:
-        return failed(row, policy, _text(exc, connector), exc.retry_after_s)
+        down = isinstance(exc, (TransportError, Unavailable))
+        return failed(row, policy, _text(exc, connector), exc.retry_after_s), down
     except Exception as exc:  # noqa: BLE001 - a custom connector may raise anything
         log.warning("delivery %s to %s raised %s", event.get("event_id"), row.connector,
                     type(exc).__name__)
-        return failed(row, policy, _text(exc, connector), None)
+        return failed(row, policy, _text(exc, connector), None), False
     if isinstance(result, dict):
         row.detail.update(result)
-    return row.mark(Status.DELIVERED)
+    return row.mark(Status.DELIVERED), False
 
 
 def failed(row: LedgerRow, policy: RetryPolicy, error: str,
@@ -171,27 +212,6 @@ def _wait(row: LedgerRow) -> float | None:
     if row.status != Status.RETRYING or row.next_attempt_at is None:
         return None
     return max(0.0, row.next_attempt_at - time.time())
-
-
-def schedule_follow_up(ns: Namespace, event_id: str, name: str, state: dict[str, Any],
-                       delay_s: float) -> None:
-    """Run ``follow_up(state)`` of connector ``name`` after ``delay_s``."""
-    scheduling.publish(scheduling.follow_up_task(name), [ns.name, event_id, name, state], {},
-                       delay_s)
-
-
-def follow_up(namespace: str, event_id: str, name: str, state: dict[str, Any]) -> str:
-    """Run one follow-up step; schedule the next one if the connector asks for it."""
-    ns = Namespace.parse(namespace)
-    loaded = loading.load(client(), ns, event_id, name)
-    connector = loading.build(name, loaded)
-    connector.context = RedisContext(client(), ns, loaded.event or Event(), name,
-                                     schedule_follow_up)
-    step = call(connector.follow_up, state)
-    if step is None:
-        return "done"
-    schedule_follow_up(ns, event_id, name, step.state, step.delay_s)
-    return "scheduled"
 
 
 def _text(exc: BaseException, connector: BaseConnector | None) -> str:

@@ -7,7 +7,8 @@ from typing import Any
 
 from config_core.errors import ConfigError
 from config_core.events import Event
-from config_core.state import events, ledger, values
+from config_core.state import breakers, events, ledger, values
+from config_core.state.breakers import Breaker
 from config_core.state.keys import Namespace
 from connectors import registry
 from connectors.base import BaseConnector
@@ -26,6 +27,7 @@ class Loaded:
     class_path: str | None
     batching: dict[str, Any]
     retries: dict[str, Any]
+    breaker: Breaker
     timed: bool = False
 
 
@@ -38,8 +40,9 @@ def load(client: Any, ns: Namespace, event_id: str, name: str) -> Loaded:
     pipe.hget(values.registry_key(ns), name)
     pipe.hget(values.value_key(ns, "integrations.batching"), "value")
     pipe.hget(values.value_key(ns, "integrations.retries"), "value")
+    pipe.hgetall(breakers.breaker_key(ns, name))
     pipe.hexists(values.value_key(ns, f"integrations.{PERFORMANCE_PROVIDER}"), "value")
-    event, row, config, class_path, batching, retries, timed = pipe.execute()
+    event, row, config, class_path, batching, retries, breaker, timed = pipe.execute()
     return Loaded(
         event=events.parse(event),
         row_text=row,
@@ -47,6 +50,7 @@ def load(client: Any, ns: Namespace, event_id: str, name: str) -> Loaded:
         class_path=class_path,
         batching=values.decode(batching) or {},
         retries=values.decode(retries) or {},
+        breaker=Breaker.parse(breaker),
         timed=bool(timed),
     )
 

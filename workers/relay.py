@@ -174,16 +174,15 @@ class Relay:
             parking.done(self.client, item["member"])
 
     def reconcile(self, ns: Namespace) -> int:
-        """Publish again the open deliveries whose task was lost; return how many."""
+        """Publish again the open deliveries and follow-ups whose task was lost."""
         republished = 0
-        for event_id, connector in ledger.due(self.client, ns):
-            row = ledger.load(self.client, ns, event_id, connector)
-            if row is None or row.status not in ledger.OPEN:
-                ledger.forget_due(self.client, ns, event_id, connector)
+        for event_id, connector, kind in ledger.due(self.client, ns):
+            task = self._lost_task(ns, event_id, connector, kind)
+            if task is None:
+                ledger.forget_due(self.client, ns, event_id, connector, kind)
                 continue
-            ledger.postpone(self.client, ns, event_id, connector, ledger.DUE_GRACE_S)
-            scheduling.publish(scheduling.delivery_task(connector), [ns.name, event_id, connector],
-                               {"urgency": row.urgency})
+            ledger.postpone(self.client, ns, event_id, connector, ledger.DUE_GRACE_S, kind)
+            scheduling.publish(*task)
             republished += 1
         if republished:
             log.warning("outbox relay: %d deliveries of %s were overdue; published again",
@@ -191,10 +190,27 @@ class Relay:
             self.health.reconciled += republished
         return republished
 
+    def _lost_task(self, ns: Namespace, event_id: str, connector: str, kind: str
+                   ) -> tuple[str, list[Any], dict[str, Any]] | None:
+        """The task to publish again for an overdue item; None when it is over."""
+        if kind == ledger.FOLLOW_UP:
+            follow = ledger.detail(self.client, ns, event_id, connector).get(ledger.FOLLOW_UP)
+            if not follow or follow.get("status") != "scheduled":
+                return None
+            return (scheduling.follow_up_task(connector),
+                    [ns.name, event_id, connector, follow["state"]], {})
+        row = ledger.load(self.client, ns, event_id, connector)
+        if row is None or row.status not in ledger.OPEN:
+            return None
+        return (scheduling.delivery_task(connector), [ns.name, event_id, connector],
+                {"urgency": row.urgency})
+
     # dispatching ---------------------------------------------------------------------------
 
     def dispatch(self, ns: Namespace, entries: list[Any]) -> None:
         """Publish the deliveries of ``entries``, then acknowledge and delete them."""
+        if not entries:
+            return
         context = _RoutingContext.load(self.client, ns)
         held: dict[str, list[tuple[Event, str]]] = {}
         for entry_id, fields in entries:

@@ -8,11 +8,9 @@ from celery import Task
 
 from config_core.state.keys import Namespace
 from connectors import registry
-from connectors.errors import RetryableError
-from workers import batches, delivery, identity, performance, scheduling
+from workers import batches, delivery, follow_ups, identity, performance, scheduling
 from workers.celery_app import app
 from workers.redis_client import client
-from workers.retrying import backoff_s
 
 KINDS = [*registry.BUILTIN, "custom"]
 """Task families: one per built-in connector, one shared by custom connectors."""
@@ -36,24 +34,15 @@ def _register_deliver(kind: str) -> Any:
 
 DELIVER_TASKS = {kind: _register_deliver(kind) for kind in KINDS}
 
-FOLLOW_UP_MAX_RETRIES = 20
-"""A follow-up (polling a build, say) whose vendor keeps failing gives up after this many."""
-
-
-def _follow_up(self: Task, namespace: str, event_id: str, connector: str,
-               state: dict[str, Any]) -> str:
-    try:
-        return delivery.follow_up(namespace, event_id, connector, state)
-    except RetryableError as exc:
-        wait_s = backoff_s(self.request.retries + 1, exc.retry_after_s)
-        return scheduling.retry_later(self, wait_s, [namespace, event_id, connector, state], {})
+def _follow_up(namespace: str, event_id: str, connector: str, state: dict[str, Any]) -> str:
+    return follow_ups.run(namespace, event_id, connector, state)
 
 
 def _register_follow_up(kind: str) -> Any:
     """Follow-ups (e.g. build status checks) rescheduled as tasks, never a sleeping worker."""
-    return app.task(_follow_up, name=f"workers.follow_up.{kind}", bind=True,
-                    max_retries=FOLLOW_UP_MAX_RETRIES, acks_late=True,
-                    soft_time_limit=delivery.SOFT_TIME_LIMIT_S, time_limit=delivery.TIME_LIMIT_S)
+    return app.task(_follow_up, name=f"workers.follow_up.{kind}", acks_late=True,
+                    reject_on_worker_lost=True, soft_time_limit=delivery.SOFT_TIME_LIMIT_S,
+                    time_limit=delivery.TIME_LIMIT_S)
 
 
 FOLLOW_UP_TASKS = {kind: _register_follow_up(kind) for kind in KINDS}

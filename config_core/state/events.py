@@ -81,6 +81,11 @@ def ensure_group(client: Any, ns: Namespace) -> None:
             raise
 
 
+MISSING_STREAM_ERRORS = ("NOGROUP", "UNBLOCKED")
+"""Redis' answers when a stream or its group is gone: ``NOGROUP`` to a read, ``UNBLOCKED ...
+the stream key no longer exists`` to a read that was waiting when it went."""
+
+
 def is_missing_group(exc: BaseException) -> bool:
-    """True for Redis' answer when a stream or its group is gone (a restart without data)."""
-    return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
+    """True when Redis says a stream or its group is gone (a restart without data, a DEL)."""
+    return isinstance(exc, ResponseError) and str(exc).startswith(MISSING_STREAM_ERRORS)

@@ -140,13 +140,19 @@ def lease_key(ns: Namespace, event_id: str, connector: str) -> str:
     return ns.key("lease", event_id, connector)
 
 
-def due_member(event_id: str, connector: str) -> str:
-    return f"{event_id}|{connector}"
+FOLLOW_UP = "follow_up"
+"""Due-index kind (and detail field) of a connector's follow-up of a delivery."""
 
 
-def parse_due_member(member: str) -> tuple[str, str]:
-    event_id, _, connector = member.partition("|")
-    return event_id, connector
+def due_member(event_id: str, connector: str, kind: str = "") -> str:
+    return f"{event_id}|{connector}|{kind}" if kind else f"{event_id}|{connector}"
+
+
+def parse_due_member(member: str) -> tuple[str, str, str]:
+    """(event id, connector, kind): kind is "" for a delivery, ``FOLLOW_UP`` for a follow-up."""
+    event_id, _, rest = member.partition("|")
+    connector, _, kind = rest.partition("|")
+    return event_id, connector, kind
 
 
 # Opening rows ---------------------------------------------------------------------------------
@@ -332,19 +338,47 @@ def public_rows(stored: dict[str, str]) -> list[dict[str, Any]]:
     return sorted(shown, key=lambda r: r["connector"])
 
 
-def due(client: Any, ns: Namespace, limit: int = 100) -> list[tuple[str, str]]:
-    """Open deliveries whose time has passed: (event id, connector)."""
+def due(client: Any, ns: Namespace, limit: int = 100) -> list[tuple[str, str, str]]:
+    """Open deliveries and follow-ups whose time has passed: (event id, connector, kind)."""
     members: Any = client.zrangebyscore(due_key(ns), "-inf", time.time(), start=0, num=limit)
     return [parse_due_member(m) for m in members]
 
 
-def postpone(client: Any, ns: Namespace, event_id: str, connector: str, delay_s: float) -> None:
-    """Look at an open delivery again after ``delay_s`` (the reconciler republished it)."""
-    client.zadd(due_key(ns), {due_member(event_id, connector): time.time() + delay_s})
+def postpone(client: Any, ns: Namespace, event_id: str, connector: str, delay_s: float,
+             kind: str = "") -> None:
+    """Look at an open item again after ``delay_s`` (the reconciler republished it)."""
+    client.zadd(due_key(ns), {due_member(event_id, connector, kind): time.time() + delay_s})
 
 
-def forget_due(client: Any, ns: Namespace, event_id: str, connector: str) -> None:
-    client.zrem(due_key(ns), due_member(event_id, connector))
+def forget_due(client: Any, ns: Namespace, event_id: str, connector: str,
+               kind: str = "") -> None:
+    client.zrem(due_key(ns), due_member(event_id, connector, kind))
+
+
+def detail(client: Any, ns: Namespace, event_id: str, connector: str) -> dict[str, Any]:
+    """What was added to a delivery after it ended (notes, a follow-up's state)."""
+    text = client.hget(rows_key(ns, event_id), connector + DETAIL_SUFFIX)
+    return json.loads(text) if text else {}
+
+
+def follow_up_scheduled(client: Any, ns: Namespace, event_id: str, connector: str,
+                        state: dict[str, Any], due_at: float) -> None:
+    """Record a follow-up step to run at ``due_at`` (its state, for the reconciler)."""
+    pipe = client.pipeline(transaction=True)
+    add_detail(pipe, ns, event_id, connector, {FOLLOW_UP: {
+        "status": "scheduled", "state": state, "due_at": due_at}})
+    pipe.zadd(due_key(ns), {due_member(event_id, connector, FOLLOW_UP): due_at + DUE_GRACE_S})
+    pipe.execute()
+
+
+def follow_up_ended(client: Any, ns: Namespace, event_id: str, connector: str, status: str,
+                    error: str | None = None) -> None:
+    """Record how a follow-up ended (``done`` or ``failed``, with why)."""
+    pipe = client.pipeline(transaction=True)
+    add_detail(pipe, ns, event_id, connector, {FOLLOW_UP: {
+        "status": status, "error": error, "ended_at": time.time()}})
+    pipe.zrem(due_key(ns), due_member(event_id, connector, FOLLOW_UP))
+    pipe.execute()
 
 
 _MERGE_DETAIL = """

@@ -153,6 +153,10 @@ class JenkinsConnector(BaseConnector):
             self._finish(state, UNKNOWN, error=str(exc))
             return None
 
+    def follow_up_failed(self, state: dict[str, Any], error: str) -> None:
+        """The build could not be followed to its end: its result is noted as UNKNOWN."""
+        self._finish(state, UNKNOWN, error=f"could not follow the build: {error}")
+
     def _follow(self, state: dict[str, Any]) -> FollowUp | None:
         if time.time() - float(state.get("started_at") or 0) > self.config["build_timeout_s"]:
             self._finish(state, UNKNOWN, error="no result within build_timeout_s "

@@ -71,7 +71,9 @@ async def test_follow_ups__eager__polled_then_noted_in_history_and_ledger_and_ev
     # Then the job's result is a note on the change's history entry and on its ledger row
     [record] = await service.get_deliveries(result.event_id)
     assert record["status"] == "delivered"
-    assert record["detail"] == {"job": "job-1", "result": "SUCCESS"}
+    detail = record["detail"]
+    assert (detail["job"], detail["result"], detail["follow_up"]["status"]) == (
+        "job-1", "SUCCESS", "done")
     [entry] = await service.history("app.database.host")
     assert [(n["job"], n["result"], n["connector"]) for n in entry["notes"]] == [
         ("job-1", "SUCCESS", "poller")]
