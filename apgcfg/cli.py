@@ -136,7 +136,7 @@ async def _get(service: ConfigService, args: argparse.Namespace) -> Any:
 async def _set(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
     write = service.set_config_local_only if args.local_only else service.set_config
     result = await write(args.key, parse_value(args.value), changed_by=args.by,
-                         reason=args.reason)
+                         reason=args.reason, idempotency_key=args.idempotency_key)
     return dataclasses.asdict(result)
 
 
@@ -229,6 +229,7 @@ _COMMANDS: dict[str, tuple[Handler, str, list[tuple[tuple[str, ...], dict[str, A
         (("--by",), {"help": "who makes the change"}),
         (("--reason",), {"help": "why"}),
         (("--local-only",), {"action": "store_true", "help": "apply without an event"}),
+        (("--idempotency-key",), {"help": "run again with the same key: applied once"}),
     ]),
     "list": (_list, "print every key (under PREFIX) and its value, secrets masked", [
         (("prefix",), {"nargs": "?", "default": "", "metavar": "PREFIX"}),

@@ -74,3 +74,21 @@ def test_get_list__secret_values__masked_unless_get_reveal(
     assert cli("get", "app.db.password", "--reveal", capsys=capsys)[1] == "hunter2-pw"
     assert cli("get", "app.db.url", "--reveal", capsys=capsys)[1] == (
         "postgres://app:hunter3-pw@db/x")
+
+
+def test_set__same_idempotency_key_twice__applied_once(
+        cli, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a change made with an idempotency key / When the same command runs again
+    first = cli("set", "app.k", "1", "--idempotency-key", "deploy-7", capsys=capsys)[1]
+    again = cli("set", "app.k", "1", "--idempotency-key", "deploy-7", capsys=capsys)[1]
+    # Then it was applied once, and the second run prints the first's result
+    assert first["version"] == again["version"] == 1
+    assert first["event_id"] == again["event_id"]
+    assert len(cli("history", "app.k", capsys=capsys)[1]) == 1
+
+
+def test_status__no_worker__namespace_backlog_and_no_relay(
+        cli, capsys: pytest.CaptureFixture[str]) -> None:
+    code, status, _ = cli("status", capsys=capsys)
+    assert code == 0 and status["outbox"] == 0 and status["dead"] == 0
+    assert status["relays"] == []  # no worker ever runs on the unit database
