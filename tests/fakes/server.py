@@ -237,6 +237,11 @@ class ServerBase:
         with self._lock:
             self._failures.append(_ScriptedFailure(reply, times, key, method and method.upper()))
 
+    def clear_failures(self) -> None:
+        """Forget the scripted failures not used yet (the vendor recovered)."""
+        with self._lock:
+            self._failures.clear()
+
     def rate_limit(self, max_requests: int | None, per_s: float = 1.0) -> None:
         """Allow each webhook ``max_requests`` per sliding ``per_s`` window (None: no limit)."""
         if max_requests is not None and (max_requests < 1 or per_s <= 0):
