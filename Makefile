@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration lint bench clean
+.PHONY: install run test test-unit test-integration lint bench faults clean
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ test-integration: install
 lint: install
 	$(BIN)/ruff check apgcfg config_core workers connectors tests bench
 	$(BIN)/mypy apgcfg config_core connectors workers
+
+faults: install
+	$(BIN)/python -m tests.faults.run
 
 bench: install
 	$(BIN)/python -m bench.run
