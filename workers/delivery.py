@@ -121,9 +121,11 @@ def _wait_for_breaker(ns: Namespace, event_id: str, name: str, urgency: str,
     """The vendor keeps failing: wait until its breaker lets attempts through (no attempt is
     counted; the retry window still runs, so an hour of this ends the delivery dead)."""
     row = ledger.parse_row(loaded.row_text) or LedgerRow.new(name, urgency)
+    breaker = loaded.breaker
     if row.status in ledger.NOT_ATTEMPTED:
         return Outcome(str(row.status))
-    breaker = loaded.breaker
+    if row.claim:  # an attempt is sending (or died sending): its outcome decides
+        return Outcome("in_flight", retry_in_s=max(1.0, breaker.open_for_s()))
     reason = (f"{name} is failing ({breaker.last_error}); waiting {breaker.open_for_s():.0f} s "
               "before trying it again")
     row.mark(Status.RETRYING, reason, retry_in_s=breaker.open_for_s() + random.uniform(0, 1))

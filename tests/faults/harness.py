@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import threading
 import time
 from collections import Counter
@@ -59,6 +61,8 @@ class Counts:
     dead_reasons: Counter[str] = field(default_factory=Counter)
     figures: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    logs: list[str] = field(default_factory=list)
+    """The workers' log files (kept in the scenario's directory)."""
 
     @property
     def ok(self) -> bool:
@@ -199,9 +203,19 @@ class Stack:
         while True:
             rows = self.rows(written)
             over = [r for r in rows.values() if r["status"] in ("delivered", "dead", "skipped")]
-            if len(over) == len(written) * len(CONNECTORS) or time.monotonic() > deadline:
+            if len(over) == len(written) * len(CONNECTORS):
+                return rows
+            if time.monotonic() > deadline:
+                self.dump_stacks()
                 return rows
             await asyncio.sleep(0.5)
+
+    def dump_stacks(self) -> None:
+        """Ask each live worker to log every thread's stack (Celery's SIGUSR1 handler)."""
+        for worker in self.workers:
+            if worker.proc.poll() is None:
+                os.kill(worker.proc.pid, signal.SIGUSR1)
+        time.sleep(1)
 
     def count(self, scenario: str, written: dict[str, str], rows: dict[Any, dict[str, Any]],
               seconds: float) -> Counts:
@@ -214,6 +228,7 @@ class Stack:
                 _tally(counts, rows.get((event_id, connector)), sent[connector][key])
         counts.secrets = self.scan(rows)
         counts.figures["task args scanned"] = len(self.task_args)
+        counts.logs = [str(worker.log_path) for worker in self.workers]
         return counts
 
     # secrets ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -49,9 +50,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _one(name: str, changes: int) -> Counts:
     print(f"faults: {name} ({changes} changes) ...", flush=True)
-    with tempfile.TemporaryDirectory(prefix=f"faults-{name}-") as workdir:
-        counts = asyncio.run(ALL[name](Path(workdir), changes))
+    workdir = tempfile.mkdtemp(prefix=f"faults-{name}-")
+    counts = asyncio.run(ALL[name](Path(workdir), changes))
     print(f"faults: {name}: {line(counts)}", flush=True)
+    if counts.ok:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"faults: {name}: worker logs kept in {workdir}", flush=True)
     return counts
 
 

@@ -137,11 +137,12 @@ async def vendor_503(workdir: Path, changes: int) -> Counts:
 
 
 async def rate_limit_storm(workdir: Path, changes: int) -> Counts:
-    """Discord answers 429 (Retry-After 1 s) to 500 requests in a row."""
+    """Discord answers 429 (Retry-After 1 s) to a quarter of the burst's requests in a row."""
+    storm = max(10, changes // 4)
 
     async def fault(stack: Stack) -> str:
-        stack.discord.fail_next(429, times=500, retry_after_s=1)
-        return "Discord answered 429, Retry-After 1 s, to the first 500 requests"
+        stack.discord.fail_next(429, times=storm, retry_after_s=1)
+        return f"Discord answered 429, Retry-After 1 s, to the first {storm} requests"
 
     return await _run("429 storm", Stack(workdir), changes, fault)
 

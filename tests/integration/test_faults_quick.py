@@ -23,5 +23,5 @@ async def test_fault__quick_scenario__every_delivery_once_or_dead_with_reason(
     counts = await ALL[name](tmp_path, CHANGES)
     assert counts.changes == CHANGES
     assert counts.delivered + counts.dead == counts.deliveries == 2 * CHANGES
-    assert (counts.lost, counts.duplicates, counts.secrets) == (0, 0, [])
+    assert (counts.lost, counts.duplicates, counts.secrets) == (0, 0, []), counts
     assert counts.figures["task args scanned"] >= CHANGES  # the scan saw the tasks
