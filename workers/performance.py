@@ -21,6 +21,7 @@ import redis
 
 from config_core.errors import ApgConfigError
 from config_core.state import events, values
+from config_core.state import samples as stored_samples
 from config_core.state.keys import Namespace
 from connectors.new_relic import performance_event
 from workers import loading
@@ -28,15 +29,8 @@ from workers import loading
 log = logging.getLogger(__name__)
 
 PROVIDER = loading.PERFORMANCE_PROVIDER
-MAX_SAMPLES = 10_000
-"""Samples kept per namespace while New Relic is unreachable (older ones are dropped)."""
-
 BATCH = 1000
 """Samples sent per flush and namespace."""
-
-
-def perf_key(ns: Namespace) -> str:
-    return ns.key("perf")
 
 
 def wanted(client: redis.Redis, ns: Namespace) -> bool:
@@ -46,9 +40,7 @@ def wanted(client: redis.Redis, ns: Namespace) -> bool:
 
 def record(client: Any, ns: Namespace, samples: list[dict[str, Any]]) -> None:
     """Keep samples (``client`` may be a pipeline)."""
-    if samples:
-        client.lpush(perf_key(ns), *(json.dumps(s) for s in samples))
-        client.ltrim(perf_key(ns), 0, MAX_SAMPLES - 1)
+    stored_samples.push(client, ns, samples)
 
 
 def sample(operation: str, duration_ms: float, event: Mapping[str, Any],
@@ -73,7 +65,7 @@ def flush(client: redis.Redis) -> int:
     for ns in events.namespaces(client):
         if not wanted(client, ns):
             continue
-        texts: Any = client.rpop(perf_key(ns), BATCH)
+        texts = stored_samples.take(client, ns, BATCH)
         if not texts:
             continue
         samples = [json.loads(text) for text in texts]
@@ -82,7 +74,7 @@ def flush(client: redis.Redis) -> int:
             connector.send_events([_event(connector, s) for s in samples])
             sent += len(samples)
         except ApgConfigError as exc:
-            client.rpush(perf_key(ns), *reversed(texts))  # back where they were, oldest last
+            stored_samples.put_back(client, ns, texts)
             log.warning("performance events for %s not sent: %s", ns.name, exc)
     return sent
 

@@ -7,6 +7,9 @@
 - ``dedupe``: what connectors created for an event, and the newest version they acted on.
 - ``buffers``: batched deliveries waiting to be flushed, and claimed batches.
 - ``parking``: tasks waiting longer than a Celery countdown may.
+- ``breakers``: connectors whose vendor keeps failing, left alone for a cooldown.
+- ``relays``: each relay's last report (liveness, backlog).
+- ``samples``: performance samples waiting for New Relic.
 - ``directory``: identity providers' users and the roles they give.
 - ``apikeys``: the HTTP API's keys (hashes only).
 

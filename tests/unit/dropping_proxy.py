@@ -5,58 +5,40 @@ from __future__ import annotations
 
 import socket
 import threading
-from types import TracebackType
-from typing import Self
 from urllib.parse import urlsplit
 
 from tests.conftest import REDIS_BASE
+from tests.fakes.listener import LoopbackListener
 
 CHUNK = 65536
 
 
-class DroppingProxy:
+class DroppingProxy(LoopbackListener):
     """Forwards 127.0.0.1:``port`` to a Redis server; ``drop_next_script_reply`` loses the
     answer to the next EVAL/EVALSHA, ``refuse`` makes it refuse new connections."""
 
     def __init__(self, upstream: str = REDIS_BASE) -> None:
+        super().__init__()
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 6379)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
         self._armed = threading.Event()
         self.refuse = threading.Event()
         self.dropped = 0
-        self._open: list[socket.socket] = []
 
     def drop_next_script_reply(self) -> None:
         self._armed.set()
 
-    def __enter__(self) -> Self:
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._listener.close()
-        for conn in self._open:
-            conn.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if self.refuse.is_set():
-                client.close()
-                continue
-            server = socket.create_connection(self.upstream)
-            self._open += [client, server]
-            pending = threading.Event()
-            threading.Thread(target=self._requests, args=(client, server, pending),
-                             daemon=True).start()
-            threading.Thread(target=self._replies, args=(server, client, pending),
-                             daemon=True).start()
+    def serve(self, client: socket.socket) -> None:
+        if self.refuse.is_set():
+            client.close()
+            return
+        server = socket.create_connection(self.upstream)
+        self.keep(server)
+        pending = threading.Event()
+        threading.Thread(target=self._requests, args=(client, server, pending),
+                         daemon=True).start()
+        threading.Thread(target=self._replies, args=(server, client, pending),
+                         daemon=True).start()
 
     def _requests(self, client: socket.socket, server: socket.socket,
                   pending: threading.Event) -> None:

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from config_core import ConfigService
+from config_core.state.samples import samples_key
 from tests.fakes.new_relic import FakeNewRelic
 from workers import performance
 
@@ -27,7 +28,7 @@ async def test_performance__new_relic_configured__timings_sent_in_one_batch(
     # When keys change
     for i in range(5):
         await service.set_config(f"app.k{i}", i)
-    assert raw_redis.llen(performance.perf_key(service.namespace)) >= 15
+    assert raw_redis.llen(samples_key(service.namespace)) >= 15
     sent = performance.flush(raw_redis)
     # Then one flush sent every timing in one request, none dropped by New Relic
     perf = [e for e in new_relic.messages() if e["eventType"] == "ConfigurationPerformance"]
@@ -37,7 +38,7 @@ async def test_performance__new_relic_configured__timings_sent_in_one_batch(
     assert {e["configKey"] for e in perf} >= {f"app.k{i}" for i in range(5)}
     assert len([b for b in new_relic.batches() if b[0]["eventType"] ==
                 "ConfigurationPerformance"]) == 1
-    assert raw_redis.llen(performance.perf_key(service.namespace)) == 0
+    assert raw_redis.llen(samples_key(service.namespace)) == 0
 
 
 async def test_performance__new_relic_down__samples_kept_for_next_flush(
@@ -46,13 +47,13 @@ async def test_performance__new_relic_down__samples_kept_for_next_flush(
         "account_id": new_relic.account_id, "api_key": new_relic.api_key,
         "base_url": new_relic.base_url})
     await service.set_config("app.k", 1)
-    waiting = raw_redis.llen(performance.perf_key(service.namespace))
+    waiting = raw_redis.llen(samples_key(service.namespace))
     new_relic.fail_next(503)
     performance.flush(raw_redis)
-    assert raw_redis.llen(performance.perf_key(service.namespace)) == waiting
+    assert raw_redis.llen(samples_key(service.namespace)) == waiting
 
 
 async def test_performance__no_new_relic__nothing_recorded(
         service: ConfigService, raw_redis: redis.Redis) -> None:
     await service.set_config("app.k", 1)
-    assert raw_redis.llen(performance.perf_key(service.namespace)) == 0
+    assert raw_redis.llen(samples_key(service.namespace)) == 0
