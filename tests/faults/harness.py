@@ -124,8 +124,9 @@ class Stack:
         slack_url = self.slack_url or self.slack.add_webhook()
         self.secrets += [discord_url.rsplit("/", 1)[1], slack_url.rsplit("/", 1)[1]]
         svc = self.svc
-        await svc.set_config("integrations.notifications", {"triggers": {"all": {
-            "patterns": ["fault.*"], "connectors": list(CONNECTORS), "urgency": "medium"}}})
+        await svc.set_config("integrations.notifications", {"triggers": {
+            "all": {"patterns": ["fault.*"], "connectors": list(CONNECTORS), "urgency": "medium"},
+            "probe": {"patterns": ["probe.*"], "connectors": ["discord"], "urgency": "medium"}}})
         await svc.set_config("integrations.discord", {"webhook_url": discord_url})
         await svc.set_config("integrations.slack", {"webhook_url": slack_url})
 
@@ -168,6 +169,22 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)
+
+    async def probe(self, count: int, interval_s: float) -> list[float]:
+        """Milliseconds from ``set_config`` to Discord for changes routed to Discord alone,
+        written one at a time while the scenario runs."""
+        took = []
+        for i in range(count):
+            key = f"probe.k{i:03d}"
+            started = time.monotonic()
+            await self.svc.set_config(key, i)
+            while key not in _discord_keys(self.discord):
+                if time.monotonic() - started > 120:
+                    raise AssertionError(f"probe {key} not delivered in 120 s")
+                await asyncio.sleep(0.005)
+            took.append((time.monotonic() - started) * 1000)
+            await asyncio.sleep(interval_s)
+        return took
 
     # waiting and counting -------------------------------------------------------------------
 

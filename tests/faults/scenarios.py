@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import statistics
 import time
@@ -44,13 +45,27 @@ async def _when_delivered(stack: Stack, share: float, changes: int) -> None:
     await stack.wait_delivered(int(changes * 2 * share), timeout_s=120)
 
 
+PROBES = 20
+"""Changes to Discord alone written one at a time during a burst, to measure its latency."""
+
+
+def _probe_figures(counts: Counts, took: list[float]) -> None:
+    took = sorted(took)
+    counts.figures["probe p50 ms"] = round(statistics.median(took), 1)
+    counts.figures["probe max ms"] = round(took[-1], 1)
+
+
 async def baseline(workdir: Path, changes: int) -> Counts:
-    """No fault: the figures the others are compared with."""
+    """No fault: the figures the others are compared with (probe latency during the burst)."""
+    took: list[float] = []
 
     async def fault(stack: Stack) -> str:
-        return "no fault"
+        took.extend(await stack.probe(PROBES, 0.25))
+        return f"no fault; {PROBES} probe changes to Discord alone during the burst"
 
-    return await _run("no fault (baseline)", Stack(workdir), changes, fault)
+    counts = await _run("no fault (baseline)", Stack(workdir), changes, fault)
+    _probe_figures(counts, took)
+    return counts
 
 
 async def worker_sigkill(workdir: Path, changes: int) -> Counts:
@@ -148,18 +163,24 @@ async def rate_limit_storm(workdir: Path, changes: int) -> Counts:
 
 
 async def vendor_never_answers(workdir: Path, changes: int) -> Counts:
-    """Slack accepts connections and never answers; Discord's latency is measured."""
+    """Slack accepts connections and never answers; Discord's latency is measured (probes
+    during the burst, as in the baseline)."""
+    took: list[float] = []
     with BlackHole() as hole:
         env = {"APGCFG_BREAKER_COOLDOWN_S": "10"}
-        stack = Stack(workdir, worker_env=env, slack_url=f"{hole.base_url}/services/T0/B0/x")
+        url = f"{hole.base_url}/services/T0/B0/{secrets.token_hex(12)}"
+        stack = Stack(workdir, worker_env=env, slack_url=url)
 
         async def fault(stack: Stack) -> str:
             await stack.svc.set_config("integrations.retries",
                                        {"connectors": {"slack": {"window_s": 60}}})
-            return "Slack never answers (read timeout 3 s); its retry window is 60 s"
+            took.extend(await stack.probe(PROBES, 0.25))
+            return ("Slack never answers (read timeout 3 s; its retry window set to 60 s); "
+                    f"{PROBES} probe changes to Discord alone during the burst")
 
         counts = await _run("vendor never answers", stack, changes, fault)
         counts.figures["slack connections"] = hole.connections
+    _probe_figures(counts, took)
     return counts
 
 

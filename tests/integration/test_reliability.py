@@ -23,6 +23,7 @@ import redis
 from config_core import ConfigService
 from config_core.state.events import event_key, outbox_key
 from config_core.state.ledger import rows_key
+from config_core.state.values import value_key
 from tests.conftest import redis_url
 from tests.fakes.blackhole import BlackHole
 from tests.fakes.custom_system import FakeCustomSystem
@@ -101,6 +102,28 @@ async def test_relay__entry_it_cannot_dispatch__recorded_dead_and_later_changes_
     assert "JSONDecodeError" in row["last_error"]
     assert raw.xlen(outbox_key(svc.namespace)) == 0
     assert any(d["event_id"] == f"entry-{poison}" for d in await svc.dead_deliveries())
+
+
+async def test_relay__stored_setting_breaks_a_connector__its_delivery_dead_others_delivered(
+        lonely_service: ConfigService, discord_fake: FakeDiscord, raw: redis.Redis,
+        workers: list[WorkerProcess], tmp_path: Path) -> None:
+    svc = lonely_service
+    with FakeSplunk() as splunk:
+        # Given Discord and Splunk, and a Splunk setting stored before such values were refused
+        await svc.set_config("integrations.discord", {"webhook_url": discord_fake.add_webhook()})
+        await svc.set_config("integrations.splunk", splunk.config())
+        stored = json.loads(raw.hget(value_key(svc.namespace, "integrations.splunk"), "value"))
+        raw.hset(value_key(svc.namespace, "integrations.splunk"), "value",
+                 json.dumps({**stored, "flush_interval": 10**400}))
+        start(workers, tmp_path)
+        # When two changes go to both
+        first, second = [(await svc.set_config(f"app.k{i}", i)).event_id for i in range(2)]
+        rows = {(r["connector"], e): r for e in (first, second)
+                for r in await wait_for_deliveries(svc, e, FINISHED, timeout_s=30)}
+    # Then Discord got both, and each Splunk delivery is dead saying why; the relay carried on
+    assert {rows["discord", e]["status"] for e in (first, second)} == {"delivered"}
+    assert {rows["splunk", e]["status"] for e in (first, second)} == {"dead"}
+    assert "OverflowError" in rows["splunk", first]["last_error"]
 
 
 async def test_relay__broker_down_6s__carries_on_and_every_change_delivered_once(
