@@ -408,7 +408,7 @@ class ConfigService:
             raise ConfigError(f"connector name {name!r} is reserved or contains '.'")
         if not catalog.is_connector(connector):
             raise ConfigError(f"{type(connector).__name__} is not a BaseConnector subclass")
-        path = catalog.check_importable(type(connector))
+        path = catalog.path_to_store(type(connector))
         key = integrations.PREFIX + name
         config = dict(connector.config)
         value_json = encode_value(key, config)  # first: refuses what masking could not walk
