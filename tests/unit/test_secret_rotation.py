@@ -199,3 +199,21 @@ def test_builtin_aliases__every_connector__target_a_secret_never_shadow_a_settin
     # And the guide's api_key reaches the secret of zendesk and github
     assert [builtin_class(n).field_aliases()["api_key"]  # type: ignore[union-attr]
             for n in ("zendesk", "github")] == ["api_token", "token"]
+
+
+async def test_env_reference__variable_unset_in_the_worker__delivery_dead_naming_it(
+        service: ConfigService, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given zendesk configured by reference, as the docs recommend, and no such variable
+    monkeypatch.delenv("APGCFG_TEST_ZENDESK_TOKEN", raising=False)
+    await service.set_config("integrations.zendesk", {
+        **CONFIGS["zendesk"], "api_token": "${env:APGCFG_TEST_ZENDESK_TOKEN}",
+        "ticket_all_changes": True})
+    # When a change is delivered (eagerly, in this process)
+    result = await service.set_config("app.database.host", "prod-db.internal")
+    # Then the delivery is dead at once, and the reason names the variable
+    [row] = await service.get_deliveries(result.event_id or "")
+    assert (row["status"], row["attempts"]) == ("dead", 1)
+    assert "unset environment variable APGCFG_TEST_ZENDESK_TOKEN" in row["last_error"]
+    # And what is stored is the reference, not a secret
+    assert await service.get_config("integrations.zendesk.api_token", reveal=True) == (
+        "${env:APGCFG_TEST_ZENDESK_TOKEN}")
