@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
@@ -180,7 +181,12 @@ async def _apikeys(service: ConfigService, args: argparse.Namespace) -> Any:
     if args.action == "list":
         return [record.public() for record in await apikeys.listing(redis, ns)]
     if not args.id:
-        raise ConfigError("apikeys revoke needs the key's id (see apikeys list)")
+        raise ConfigError(f"apikeys {args.action} needs the key's id (see apikeys list)")
+    if args.action == "rotate":
+        key, new, old = await apikeys.rotate(redis, ns, args.id, args.overlap_s)
+        until = datetime.fromtimestamp(old.expires_at or 0, UTC).isoformat(timespec="seconds")
+        return Lines([json.dumps(new.public()), f"key {old.id} keeps working until {until}",
+                      "store this key now; it is not shown again:", key])
     return (await apikeys.revoke(redis, ns, args.id)).public()
 
 
@@ -244,9 +250,12 @@ _COMMANDS: dict[str, tuple[Handler, str, list[tuple[tuple[str, ...], dict[str, A
     ]),
     "health": (_health, "check every configured connector", []),
     "status": (_status, "relays seen (alive, backlog), outbox length, dead deliveries", []),
-    "apikeys": (_apikeys, "create, list or revoke API keys of the HTTP API", [
-        (("action",), {"choices": ["create", "list", "revoke"]}),
-        (("id",), {"nargs": "?", "help": "key id, for revoke"}),
+    "apikeys": (_apikeys, "create, list, rotate or revoke API keys of the HTTP API", [
+        (("action",), {"choices": ["create", "list", "rotate", "revoke"]}),
+        (("id",), {"nargs": "?", "help": "key id, for rotate and revoke"}),
+        (("--overlap-s",), {"type": float, "default": apikeys.DEFAULT_OVERLAP_S,
+                            "help": "rotate: seconds the old key keeps working (default "
+                                    f"{apikeys.DEFAULT_OVERLAP_S:g})"}),
         (("--role",), {"choices": ["read", "write", "admin"], "help": "for create"}),
         (("--name",), {"help": "a label, for create"}),
         (("--owner",), {"help": "e-mail the key's changes are attributed to (changed_by)"}),

@@ -15,6 +15,7 @@ CHANGED = "config.changed"
 DELETED = "config.deleted"
 ERROR = "config.error"
 SECURITY_VIOLATION = "security.violation"
+SECRET_ROTATED = "security.secret_rotated"
 REPLAY = "delivery.replay"
 
 

@@ -36,7 +36,9 @@ class ConnectorCatalog(Protocol):
 
     def load(self, path: str) -> Any: ...
 
-    def check_importable(self, cls: type) -> str: ...
+    def path_to_store(self, cls: type) -> str:
+        """The class path to register ``cls`` under (``ConfigError`` when workers could not
+        build it; a class of ``__main__`` is kept in memory in eager mode)."""
 
     def is_connector(self, obj: object) -> bool: ...
 

@@ -13,7 +13,14 @@ from redis.exceptions import RedisError
 
 from config_core import hooks, integrations, settings
 from config_core.errors import AccessDenied, ConfigError, IntegrationError
-from config_core.events import CHANGED, DELETED, ERROR, SECURITY_VIOLATION, Change
+from config_core.events import (
+    CHANGED,
+    DELETED,
+    ERROR,
+    SECRET_ROTATED,
+    SECURITY_VIOLATION,
+    Change,
+)
 from config_core.masking import mask_for_key
 from config_core.schemas import SCHEMAS_KEY, SchemaError, Schemas
 from config_core.state import directory
@@ -83,6 +90,21 @@ class ConfigService:
         return await self._set(key, value, changed_by, reason, metadata, emit=True,
                                idempotency_key=idempotency_key)
 
+    async def rotate_secret(self, key: str, new_value: Any, *, changed_by: str | None = None,
+                            reason: str | None = None,
+                            idempotency_key: str | None = None) -> SetResult:
+        """Replace a connector's declared secret (``integrations.zendesk.api_token``).
+
+        The write is ``set_config``'s (same validation, one atomic step: a delivery reads the
+        old secret before it and the new one after), and its event is
+        ``security.secret_rotated`` with both values masked. ``ConfigError`` naming the key,
+        and nothing written, when the field is not one the connector declares secret.
+        """
+        check_key(key)
+        await self._secret_field(await self._canonical_key(key))
+        return await self._set(key, new_value, changed_by, reason, None, emit=True,
+                               idempotency_key=idempotency_key, kind=SECRET_ROTATED)
+
     async def set_config_local_only(self, key: str, value: Any, *, changed_by: str | None = None,
                                     reason: str | None = None,
                                     idempotency_key: str | None = None) -> SetResult:
@@ -113,9 +135,10 @@ class ConfigService:
 
     async def _set(self, key: str, value: Any, changed_by: str | None, reason: str | None,
                    metadata: dict[str, Any] | None, *, emit: bool,
-                   idempotency_key: str | None) -> SetResult:
+                   idempotency_key: str | None, kind: str = CHANGED) -> SetResult:
         try:
-            change = self._change(CHANGED, check_key(key), value, changed_by, reason, metadata,
+            canonical = await self._canonical_key(check_key(key))
+            change = self._change(kind, canonical, value, changed_by, reason, metadata,
                                   idempotency_key)
             applied = await self._apply(change, emit)
         except AccessDenied as exc:
@@ -126,7 +149,32 @@ class ConfigService:
             raise
         if emit:
             await self._dispatch_inline()
-        return SetResult("applied", key, applied.version, applied.event_id)
+        return SetResult("applied", change.key, applied.version, applied.event_id)
+
+    async def _canonical_key(self, key: str) -> str:
+        """``key`` with a connector field's alias replaced by the setting it stands for
+        (``integrations.zendesk.api_key`` → ``integrations.zendesk.api_token``)."""
+        split = integrations.split(key)
+        if not split or len(split[1]) != 1 or split[0] in integrations.SYSTEM_SECTIONS:
+            return key
+        cls = await self._connector_class(split[0])
+        field = cls.field_aliases().get(split[1][0]) if cls is not None else None
+        return f"{integrations.PREFIX}{split[0]}.{field}" if field else key
+
+    async def _secret_field(self, key: str) -> None:
+        """``ConfigError`` unless ``key`` is a connector's declared secret setting."""
+        split = integrations.split(key)
+        if not split or len(split[1]) != 1 or split[0] in integrations.SYSTEM_SECTIONS:
+            raise ConfigError(f"{key!r} is not a connector's secret field: rotate_secret takes "
+                              "integrations.<connector>.<secret setting>")
+        cls = await self._connector_class(split[0])
+        if cls is None:
+            raise ConfigError(f"integrations.{split[0]} is not a known connector, so {key!r} "
+                              "is no declared secret field")
+        secret = sorted(cls.secret_fields())
+        if split[1][0] not in secret:
+            raise ConfigError(f"{key} is not a secret setting of {split[0]} "
+                              f"(its secret settings: {secret}); rotate_secret changes only those")
 
     async def _apply(self, change: Change, emit: bool) -> Applied:
         """Check and write one change, again if the schemas changed meanwhile."""
@@ -227,6 +275,7 @@ class ConfigService:
             self.schemas.check(storage_key, updated)
             field_masked = mask_for_key(storage_key, updated, secret_fields)
             old_masked = _field_or_none(mask_for_key(storage_key, current, secret_fields), path)
+            _mark_rotation(change, name, path, current, secret_fields)
             event_value = integrations.get_path(field_masked, path)
             try:
                 return await self.store.write(Write(
@@ -359,7 +408,7 @@ class ConfigService:
             raise ConfigError(f"connector name {name!r} is reserved or contains '.'")
         if not catalog.is_connector(connector):
             raise ConfigError(f"{type(connector).__name__} is not a BaseConnector subclass")
-        path = catalog.check_importable(type(connector))
+        path = catalog.path_to_store(type(connector))
         key = integrations.PREFIX + name
         config = dict(connector.config)
         value_json = encode_value(key, config)  # first: refuses what masking could not walk
@@ -483,6 +532,18 @@ def _masked_or_none(key: str, value: Any, secret_fields: frozenset[str]) -> Any:
     document = integrations.set_path({}, split[1], value)
     masked = mask_for_key(integrations.PREFIX + split[0], document, secret_fields)
     return integrations.get_path(masked, split[1])
+
+
+def _mark_rotation(change: Change, name: str, path: list[str], current: dict[str, Any],
+                   secret_fields: frozenset[str]) -> None:
+    """Make a write that replaces a declared secret with another value (or any write by
+    ``rotate_secret``) a ``security.secret_rotated`` event saying which field it was."""
+    replaced = (len(path) == 1 and path[0] in secret_fields
+                and current.get(path[0]) not in (None, change.new_value))
+    if replaced and change.type == CHANGED:
+        change.type = SECRET_ROTATED
+    if change.type == SECRET_ROTATED:
+        change.metadata.update(connector=name, field=path[0])
 
 
 def _field_or_none(document: Any, path: list[str]) -> Any:

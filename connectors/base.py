@@ -58,6 +58,11 @@ class BaseConnector:
         return frozenset(s.name for s in cls.settings if s.secret)
 
     @classmethod
+    def field_aliases(cls) -> dict[str, str]:
+        """Alias → declared setting name, for field keys (``integrations.<name>.<alias>``)."""
+        return {alias: s.name for s in cls.settings for alias in s.aliases}
+
+    @classmethod
     def from_stored(cls, name: str, config: dict[str, Any]) -> BaseConnector:
         """Build from a stored config: check completeness, resolve ``${env:NAME}`` references."""
         missing = missing_required(cls.settings, config)

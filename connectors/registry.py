@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
+from config_core import settings
 from config_core.errors import ConfigError
 from connectors.base import AsyncConnector, BaseConnector
 
@@ -26,14 +27,26 @@ BUILTIN: dict[str, str] = {
 """Registry key → importable class path of every connector shipped with the project."""
 
 
+IN_PROCESS: dict[str, type[BaseConnector]] = {}
+"""Class path → class of connectors registered in eager mode whose class no other process can
+import (defined in ``__main__`` or inside a function): eager deliveries run in the process that
+registered them, so ``load`` finds them here before importing by path."""
+
+
 def class_path(cls: type) -> str:
     """The importable dotted path of ``cls``."""
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def load(path: str) -> type[BaseConnector]:
-    """Import the connector class at ``path`` (``package.module.ClassName``)."""
+    """The connector class at ``path`` (``package.module.ClassName``): registered in this
+    process (eager mode), or imported."""
+    if path in IN_PROCESS:
+        return IN_PROCESS[path]
     module_name, _, attr = path.rpartition(".")
+    if module_name == "__main__" or "<locals>" in path:
+        raise ConfigError(f"connector class {path!r} was registered by a script in eager mode; "
+                          "only that process can build it (move it into an importable module)")
     if not module_name:
         raise ConfigError(f"connector class path {path!r} must be 'package.module.ClassName'")
     try:
@@ -46,14 +59,25 @@ def load(path: str) -> type[BaseConnector]:
     return cls
 
 
-def check_importable(cls: type) -> str:
-    """Return the class path of ``cls`` if a worker could import it, else raise ``ConfigError``."""
+def path_to_store(cls: type) -> str:
+    """The class path to store for ``cls``, which workers import to build the connector.
+
+    A class no other process can import (defined in ``__main__`` or inside a function) is
+    accepted in eager mode only, where deliveries run in this process: it is kept in
+    ``IN_PROCESS``. Otherwise it is refused with a ``ConfigError`` saying so.
+    """
     path = class_path(cls)
     if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
-        raise ConfigError(
-            f"connector class {cls.__qualname__} is defined in {cls.__module__!r}"
-            " (or inside a function); workers cannot import it. Move it into an importable module."
-        )
+        if not settings.eager():
+            raise ConfigError(
+                f"connector class {cls.__qualname__} is defined in {cls.__module__!r} (or inside "
+                "a function), which worker processes cannot import: move it into an importable "
+                "module on the workers' path. Eager mode (CELERY_TASK_ALWAYS_EAGER=1, for "
+                "scripts and tests) delivers in this process and accepts it.")
+        if not issubclass(cls, BaseConnector):
+            raise ConfigError(f"{path!r} is not a BaseConnector subclass")
+        IN_PROCESS[path] = cls
+        return path
     if load(path) is not cls:
         raise ConfigError(f"{path!r} does not import as the class being registered")
     return path
@@ -94,8 +118,8 @@ class Catalog:
     def load(self, path: str) -> type[BaseConnector]:
         return load(path)
 
-    def check_importable(self, cls: type) -> str:
-        return check_importable(cls)
+    def path_to_store(self, cls: type) -> str:
+        return path_to_store(cls)
 
     def is_connector(self, obj: object) -> bool:
         return isinstance(obj, BaseConnector)

@@ -37,6 +37,9 @@ class Setting:
     """Smallest accepted value of a number setting."""
     maximum: float = MAX_NUMBER
     """Largest accepted value of a number setting."""
+    aliases: tuple[str, ...] = ()
+    """Other names a field key may use for this setting: ``integrations.zendesk.api_key``
+    writes ``api_token`` (the guide's rotation loop sets ``api_key`` on every connector)."""
 
     def validate(self, where: str, value: Any) -> None:
         """Raise ``ConfigError`` naming ``where`` when ``value`` does not fit this setting."""

@@ -56,7 +56,11 @@ def load(client: Any, ns: Namespace, event_id: str, name: str) -> Loaded:
 
 
 def build(name: str, loaded: Loaded, need_event: bool = True) -> BaseConnector:
-    """Connector ``name`` from its stored config (``ConfigError`` when that cannot be done)."""
+    """Connector ``name`` from its stored config (``ConfigError`` when that cannot be done).
+
+    The class comes from ``registry.load``: one registered in this process first (a script's
+    ``__main__`` class in eager mode), else imported by its stored path.
+    """
     if need_event and loaded.event is None:
         raise ConfigError("the event has expired or was never dispatched")
     if loaded.config is None:

@@ -21,6 +21,9 @@ from config_core.state.keys import Namespace
 PREFIX = "apg"
 """Every key starts with ``apg_``, so secret scanners can recognise one."""
 
+DEFAULT_OVERLAP_S = 3600.0
+"""How long a rotated key keeps working beside its successor, unless told otherwise."""
+
 
 @dataclass
 class ApiKey:
@@ -33,11 +36,18 @@ class ApiKey:
     secret_sha256: str
     created_at: float
     revoked_at: float | None = None
+    expires_at: float | None = None
+    """Set when the key was rotated: refused from then on."""
+    replaces: str | None = None
+    """The id of the key this one was rotated from."""
 
     @property
     def caller(self) -> str:
         """Who changes made with this key are attributed to (``changed_by``)."""
         return self.owner or f"apikey:{self.name or self.id}"
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
     def public(self) -> dict[str, Any]:
         """The record without its hash, for listings."""
@@ -71,19 +81,45 @@ async def listing(redis: Any, ns: Namespace) -> list[ApiKey]:
                   key=lambda record: record.created_at)
 
 
-async def revoke(redis: Any, ns: Namespace, key_id: str) -> ApiKey:
-    """Revoke a key by id; ``ConfigError`` for an unknown id."""
+async def _record(redis: Any, ns: Namespace, key_id: str) -> ApiKey:
     text = await redis.hget(_key(ns), key_id)
     if text is None:
         raise ConfigError(f"no API key with id {key_id!r}")
-    record = ApiKey(**json.loads(text))
+    return ApiKey(**json.loads(text))
+
+
+async def rotate(redis: Any, ns: Namespace, key_id: str,
+                 overlap_s: float = DEFAULT_OVERLAP_S) -> tuple[str, ApiKey, ApiKey]:
+    """Make a successor of key ``key_id`` (same role, name and owner); the old key keeps
+    working for ``overlap_s`` seconds, then is refused. Returns the new key (shown once),
+    its record and the old record. ``ConfigError`` for an unknown, revoked or expired key."""
+    if not 0 <= overlap_s <= 365 * 86400:
+        raise ConfigError(f"overlap_s must be between 0 and one year, got {overlap_s}")
+    old = await _record(redis, ns, key_id)
+    now = time.time()
+    if old.revoked_at or old.expired(now):
+        state = "revoked" if old.revoked_at else "expired"
+        raise ConfigError(f"API key {key_id!r} is {state}; create a new key instead")
+    key_id_new, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    new = ApiKey(key_id_new, old.role, old.name, old.owner, _hash(secret), now,
+                 replaces=old.id)
+    old.expires_at = min(now + overlap_s, old.expires_at or float("inf"))
+    await redis.hset(_key(ns), mapping={old.id: json.dumps(asdict(old)),
+                                        new.id: json.dumps(asdict(new))})
+    return f"{PREFIX}_{key_id_new}_{secret}", new, old
+
+
+async def revoke(redis: Any, ns: Namespace, key_id: str) -> ApiKey:
+    """Revoke a key by id; ``ConfigError`` for an unknown id."""
+    record = await _record(redis, ns, key_id)
     record.revoked_at = record.revoked_at or time.time()
     await redis.hset(_key(ns), key_id, json.dumps(asdict(record)))
     return record
 
 
 async def authenticate(redis: Any, ns: Namespace, presented: str) -> ApiKey | None:
-    """The live record of a presented key, or None for an unknown, wrong or revoked key."""
+    """The live record of a presented key, or None for an unknown, wrong, revoked or expired
+    (rotated, past its overlap) key."""
     parts = presented.split("_", 2)
     if len(parts) != 3 or parts[0] != PREFIX:
         return None
@@ -91,6 +127,7 @@ async def authenticate(redis: Any, ns: Namespace, presented: str) -> ApiKey | No
     if text is None:
         return None
     record = ApiKey(**json.loads(text))
-    if record.revoked_at or not hmac.compare_digest(record.secret_sha256, _hash(parts[2])):
+    live = not record.revoked_at and not record.expired(time.time())
+    if not live or not hmac.compare_digest(record.secret_sha256, _hash(parts[2])):
         return None
     return record

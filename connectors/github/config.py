@@ -100,7 +100,7 @@ def check_ref(value: str) -> str | None:
 
 
 SETTINGS = (
-    Setting("token", required=True, secret=True, check=check_token,
+    Setting("token", required=True, secret=True, check=check_token, aliases=("api_key",),
             doc="Personal access token or App token: Issues write on config-tracking, "
                 "Actions write on infrastructure."),
     Setting("organization", check=check_organization,

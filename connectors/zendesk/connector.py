@@ -40,7 +40,7 @@ class ZendeskConnector(BaseConnector):
                 doc="`yourcompany` for https://yourcompany.zendesk.com; this or `base_url`."),
         Setting("email", required=True, check=check_email,
                 doc="Agent the API token belongs to; auth is `{email}/token:{api_token}`."),
-        Setting("api_token", required=True, secret=True,
+        Setting("api_token", required=True, secret=True, aliases=("api_key",),
                 doc="Zendesk Admin → Channels → API → Token Access."),
         Setting("default_assignee", check=check_email,
                 doc="Agent email every ticket is assigned to (`assignee_email`)."),

@@ -117,12 +117,22 @@ class FakeZendesk(ServerBase):
         super().__init__(delay_s)
         self.email = email
         self.api_token = api_token or secrets.token_urlsafe(30)
+        self._tokens: tuple[str, ...] = ()
+        self.auth_refusals = 0
+        """Requests refused with 401 (wrong or retired token), counted since the start."""
         self._ids = itertools.count(35436)
         self._agents: dict[str, int] = {email.lower(): next(self._ids)}
         self._tickets: list[dict[str, Any]] = []
         self._slow: list[float] = []
 
     # test controls ----------------------------------------------------------------------------
+
+    def accept_tokens(self, *tokens: str) -> None:
+        """Accept exactly these API tokens from now on (a rotation's overlap: old and new;
+        then the new one alone); ``api_token`` becomes the last one."""
+        with self._lock:
+            self._tokens = tokens
+            self.api_token = tokens[-1]
 
     def add_agent(self, email: str) -> int:
         """Make ``email`` an agent of the account (a valid ``assignee_email``); return its id."""
@@ -197,6 +207,8 @@ class FakeZendesk(ServerBase):
         if agent is None:
             if key == "users" and request.header("Authorization") is None:
                 return json_reply(200, {"user": ANONYMOUS})
+            with self._lock:
+                self.auth_refusals += 1
             return json_reply(401, AUTH_FAILED)
         window = self.take_rate_slot("account")
         if window is not None and not window.allowed:
@@ -217,7 +229,10 @@ class FakeZendesk(ServerBase):
             user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return None
-        if user != f"{self.email}/token" or not secrets.compare_digest(password, self.api_token):
+        with self._lock:
+            accepted = self._tokens or (self.api_token,)
+        if user != f"{self.email}/token" or not any(
+                secrets.compare_digest(password, token) for token in accepted):
             return None
         return self.agent_id(self.email)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,25 @@ def test_apikeys__listed_hashed_and_revocable(api: ApiServer, tmp_path: Path) ->
     assert call(api, "GET", "/v1/configs", key).status_code == 200
     assert api.cli("apikeys", "revoke", key_id).returncode == 0
     assert call(api, "GET", "/v1/configs", key).status_code == 401
+
+
+def test_apikeys_rotate__through_the_server__old_key_200_during_overlap_401_after(
+        api: ApiServer) -> None:
+    # Given a key the server accepts
+    old_key = api.new_key("read")
+    old_id = old_key.split("_", 2)[1]
+    # When it is rotated with a two-second overlap
+    rotated = api.cli("apikeys", "rotate", old_id, "--overlap-s", "2")
+    assert rotated.returncode == 0, rotated.stderr
+    ends = time.monotonic() + 2
+    new_key = rotated.stdout.strip().splitlines()[-1]
+    # Then during the overlap both keys are accepted
+    assert call(api, "GET", "/v1/configs", old_key).status_code == 200
+    assert call(api, "GET", "/v1/configs", new_key).status_code == 200
+    # And after it the old key is refused, the new one still accepted
+    time.sleep(max(0.0, ends - time.monotonic()) + 0.2)
+    assert call(api, "GET", "/v1/configs", old_key).status_code == 401
+    assert call(api, "GET", "/v1/configs", new_key).status_code == 200
 
 
 def test_api__connector_secret__masked_for_readers_revealed_to_admin_only(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import pytest
 
 from apgcfg.cli import main, parse_value
+from config_core import ConfigService
+from config_core.state import apikeys
 from tests.conftest import UNIT_DB, redis_url
 from tests.fakes.discord import FakeDiscord
 
@@ -92,3 +96,72 @@ def test_status__no_worker__namespace_backlog_and_no_relay(
     code, status, _ = cli("status", capsys=capsys)
     assert code == 0 and status["outbox"] == 0 and status["dead"] == 0
     assert status["relays"] == []  # no worker ever runs on the unit database
+
+
+@pytest.fixture
+def cli_lines(eager: None, tenant: str, redis_server: str):
+    """Run ``apgcfg ARGS``; return (exit code, stdout lines, stderr)."""
+    def run(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str], str]:
+        code = main([*args, "--redis-url", redis_url(UNIT_DB), "--tenant", tenant,
+                     "--environment", "production"])
+        out, err = capsys.readouterr()
+        return code, out.strip().splitlines(), err
+    return run
+
+
+def authenticates(tenant: str, key: str) -> bool:
+    """Whether the HTTP API would accept ``key`` now."""
+    async def check() -> bool:
+        async with ConfigService(redis_url=redis_url(UNIT_DB), environment="production",
+                                 tenant=tenant) as service:
+            found = await apikeys.authenticate(service.store.redis, service.namespace, key)
+            return found is not None
+    return asyncio.run(check())
+
+
+def test_apikeys_rotate__overlap__new_key_same_role_old_key_works_until_it_ends(
+        cli_lines, tenant: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a write key of a deploy bot
+    code, lines, _ = cli_lines("apikeys", "create", "--role", "write", "--name", "deploy-bot",
+                               "--owner", "bot@company.com", capsys=capsys)
+    old_key = lines[-1]
+    old_id = json.loads(lines[0])["id"]
+    # When it is rotated with an overlap of one second
+    started = time.time()
+    code, lines, err = cli_lines("apikeys", "rotate", old_id, "--overlap-s", "1", capsys=capsys)
+    assert code == 0, err
+    new_key = lines[-1]
+    # Then the new key (printed last, once) has the old one's role, name and owner
+    new = json.loads(lines[0])
+    assert new_key.startswith(f"apg_{new['id']}_") and new["id"] != old_id
+    assert (new["role"], new["name"], new["owner"]) == ("write", "deploy-bot", "bot@company.com")
+    # And the listing shows both, the old one with its expiry, neither with its secret
+    code, lines, _ = cli_lines("apikeys", "list", capsys=capsys)
+    listed = {record["id"]: record for record in json.loads("\n".join(lines))}
+    assert set(listed) == {old_id, new["id"]}
+    assert started + 1 <= listed[old_id]["expires_at"] <= time.time() + 1
+    assert listed[new["id"]]["expires_at"] is None
+    assert old_key.split("_", 2)[2] not in "\n".join(lines)
+    # And both keys work during the overlap; after it only the new one does
+    assert authenticates(tenant, old_key) and authenticates(tenant, new_key)
+    time.sleep(max(0.0, started + 1.1 - time.time()))
+    assert not authenticates(tenant, old_key)
+    assert authenticates(tenant, new_key)
+
+
+def test_apikeys_rotate__unknown_revoked_or_expired__refused_nothing_created(
+        cli_lines, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a revoked key and a key already rotated with no overlap
+    revoked = json.loads(cli_lines("apikeys", "create", "--role", "read", capsys=capsys)[1][0])
+    cli_lines("apikeys", "revoke", revoked["id"], capsys=capsys)
+    rotated = json.loads(cli_lines("apikeys", "create", "--role", "read", capsys=capsys)[1][0])
+    assert cli_lines("apikeys", "rotate", rotated["id"], "--overlap-s", "0",
+                     capsys=capsys)[0] == 0
+    count = len(json.loads("\n".join(cli_lines("apikeys", "list", capsys=capsys)[1])))
+    # When each (and an unknown id) is rotated / Then refused on one line naming the id
+    for key_id, why in ((revoked["id"], "revoked"), (rotated["id"], "expired"),
+                        ("nope", "no API key")):
+        code, lines, err = cli_lines("apikeys", "rotate", key_id, capsys=capsys)
+        assert (code, lines) == (1, []) and key_id in err and why in err
+    # And no key was made
+    assert len(json.loads("\n".join(cli_lines("apikeys", "list", capsys=capsys)[1]))) == count

@@ -93,12 +93,16 @@ async def test_deliver__env_reference__resolved_in_worker_or_dead_naming_variabl
 
 
 async def test_register_connector__class_workers_cannot_import__refused_nothing_written(
-        service: ConfigService, raw_redis: redis.Redis) -> None:
+        service: ConfigService, raw_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given real workers (no eager mode) and a class defined inside a function
+    monkeypatch.delenv("CELERY_TASK_ALWAYS_EAGER")
+
     class LocalConnector(BaseConnector):
         def send_notification(self, event: dict) -> bool:
             return True
 
-    with pytest.raises(ConfigError, match=r"workers cannot import"):
+    # When it is registered / Then refused, and nothing is written
+    with pytest.raises(ConfigError, match=r"worker processes cannot import"):
         await service.register_connector("local", LocalConnector({}))
     assert list(raw_redis.scan_iter(f"{service.namespace.prefix}cfg:*")) == []
 
