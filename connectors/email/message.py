@@ -111,7 +111,8 @@ def body(event: dict[str, Any]) -> str:
         rows.append(("Reason", render_value(event["reason"])))
     lines = [event_title(event.get("type"))]
     lines += [f"{label}: {_indented(truncate(value, VALUE_LIMIT))}" for label, value in rows]
-    footer = [FOOTER] + [f"{name} {event[name]}" for name in ("tenant", "version", "event_id")
+    footer = [FOOTER] + [f"{label} {event[name]}" for label, name in
+                         (("tenant", "tenant"), ("version", "version"), ("event", "event_id"))
                          if event.get(name) is not None]
     return "\n".join([*lines, "", "-- ", " · ".join(footer)]) + "\n"
 

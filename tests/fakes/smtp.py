@@ -75,6 +75,7 @@ class _Scripted:
     command: str
     reply: str
     remaining: int
+    address: str | None
 
 
 @functools.lru_cache(maxsize=1)
@@ -179,8 +180,12 @@ class FakeSMTP:
     # test controls --------------------------------------------------------------------------
 
     def fail_next(self, status: int, times: int = 1, *, command: str | None = None,
-                  text: str | None = None, retry_after_s: float = 1.0) -> None:
-        """Answer the next ``times`` ``command``s (RCPT by default) with ``status``."""
+                  text: str | None = None, address: str | None = None,
+                  retry_after_s: float = 1.0) -> None:
+        """Answer the next ``times`` ``command``s (RCPT by default) with ``status``.
+
+        ``address`` limits a MAIL or RCPT script to that sender or recipient.
+        """
         if status in HTTP_EQUIVALENTS and command is None:
             command, status = HTTP_EQUIVALENTS[status]
             if status == 450:
@@ -191,13 +196,13 @@ class FakeSMTP:
             raise ValueError(f"command must be one of {COMMANDS}, got {command!r}")
         reply = f"{status} {text or REPLY_TEXTS.get(status, 'Scripted reply')}"
         with self._lock:
-            self._scripted.append(_Scripted(command, reply, times))
+            self._scripted.append(_Scripted(command, reply, times, address))
 
-    def take_scripted(self, command: str) -> str | None:
+    def take_scripted(self, command: str, address: str | None = None) -> str | None:
         """The scripted reply for ``command``, if one is waiting (used by the handler)."""
         with self._lock:
             for scripted in self._scripted:
-                if scripted.command == command:
+                if scripted.command == command and scripted.address in (None, address):
                     scripted.remaining -= 1
                     if scripted.remaining <= 0:
                         self._scripted.remove(scripted)
@@ -251,7 +256,7 @@ class _Handler:
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           mail_options: list[str]) -> str:
-        scripted = self.fake.take_scripted("MAIL")
+        scripted = self.fake.take_scripted("MAIL", address)
         if scripted:
             return scripted
         envelope.mail_from = address
@@ -260,7 +265,7 @@ class _Handler:
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
-        scripted = self.fake.take_scripted("RCPT")
+        scripted = self.fake.take_scripted("RCPT", address)
         if scripted:
             return scripted
         envelope.rcpt_tos.append(address)
