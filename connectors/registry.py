@@ -23,6 +23,7 @@ BUILTIN: dict[str, str] = {
     "azure_ad": "connectors.azure_ad.AzureADConnector",
     "newrelic": "connectors.new_relic.NewRelicConnector",
     "splunk": "connectors.splunk.SplunkConnector",
+    "email": "connectors.email.EmailConnector",
 }
 """Registry key → importable class path of every connector shipped with the project."""
 

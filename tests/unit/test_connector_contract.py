@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.fakes.new_relic import FakeNewRelic
 from tests.fakes.okta import FakeOkta
 from tests.fakes.server import ServerBase
 from tests.fakes.slack import FakeSlack
+from tests.fakes.smtp import FakeSMTP
 from tests.fakes.splunk import FakeSplunk
 from tests.fakes.zendesk import FakeZendesk
 from tests.unit.samples import make_event
@@ -30,7 +32,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "connectors.md"
 
 EVENT = make_event()
 
-FAKES: dict[str, tuple[type[ServerBase], Callable[[Any], dict[str, Any]]]] = {
+FAKES: dict[str, tuple[Callable[[], ServerBase | FakeSMTP], Callable[[Any], dict[str, Any]]]] = {
     "discord": (FakeDiscord, lambda fake: {"webhook_url": fake.add_webhook()}),
     "slack": (FakeSlack, lambda fake: {"webhook_url": fake.add_webhook()}),
     "zendesk": (FakeZendesk, lambda fake: {"base_url": fake.base_url, "email": fake.email,
@@ -64,6 +66,10 @@ FAKES: dict[str, tuple[type[ServerBase], Callable[[Any], dict[str, Any]]]] = {
                                              "api_key": fake.api_key,
                                              "base_url": fake.base_url}),
     "splunk": (FakeSplunk, lambda fake: {"hec_url": fake.hec_url, "hec_token": fake.token}),
+    # SMTP has no 401/429: the fake answers AUTH with 535 and RCPT with a rate-limiting 450
+    # that names its wait (plain SMTP here; STARTTLS is covered in test_email_smtp.py).
+    "email": (functools.partial(FakeSMTP, username="apg-mailer", password="smtp-secret-pw"),
+              lambda fake: fake.config()),
 }
 """Every built-in connector, the fake of its vendor, and a minimal config against that fake."""
 
