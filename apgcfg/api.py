@@ -297,7 +297,7 @@ async def _decision(action: Callable[[], Awaitable[Any]]) -> Any:
         return await action()
     except KeyError as exc:
         raise HTTPException(404, str(exc.args[0]) if exc.args else "not found") from None
-    except ApprovalDenied as exc:
+    except (ApprovalDenied, AccessDenied) as exc:
         raise HTTPException(403, str(exc)) from None
     except ConfigError as exc:
         raise HTTPException(422, str(exc)) from None

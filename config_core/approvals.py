@@ -1,4 +1,4 @@
-"""Approval policy: which keys need approval and by whom; ``integrations.approvals`` checked.
+"""Approval policy: which keys need approval, by whom, and who may decide a request.
 
 The section is the guide's::
 
@@ -14,10 +14,13 @@ A pure module: no Redis.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from config_core.errors import ConfigError
+from config_core.errors import ApprovalDenied, ConfigError
+from config_core.events import Change, iso
 from config_core.routing import matches
 
 APPROVALS_KEY = "integrations.approvals"
@@ -28,6 +31,9 @@ MAX_TIMEOUT_S = 30 * 24 * 3600
 
 MAX_APPROVERS = 100
 """The most approvers one pattern may list."""
+
+PENDING = "pending"
+"""The status of a request still waiting for decisions; every other status is final."""
 
 _SECTION = "integrations.approvals"
 
@@ -91,3 +97,44 @@ def _validate_rule(where: str, pattern: Any, entry: Any) -> None:
 def _check_int(where: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"{where} must be an integer from {low} to {high:,}")
+
+
+def new_request(change: Change, rule: Rule, base: int, value_json: str, masked_json: str,
+                 local_only: bool) -> dict[str, Any]:
+    """A pending change request (its id follows from the write's idempotency key)."""
+    created = change.at.timestamp()
+    return {
+        "request_id": hashlib.sha256(change.idempotency_key.encode()).hexdigest()[:32],
+        "key": change.key, "value": value_json, "masked": masked_json,
+        "requested_by": change.changed_by or "", "reason": change.reason or "",
+        "pattern": rule.pattern, "approvers": list(rule.approvers),
+        "min_approvals": rule.min_approvals, "methods": list(rule.methods),
+        "created_at": repr(created), "expires_at": created + rule.timeout_s,
+        "base_version": base, "status": PENDING, "decisions": [],
+        "local_only": local_only, "rev": 0, "metadata": change.metadata}
+
+
+def requested_metadata(request: dict[str, Any]) -> dict[str, Any]:
+    """The ``approval.requested`` event's metadata."""
+    return {**request["metadata"], "request_id": request["request_id"],
+            "approvers": request["approvers"],
+            "min_approvals": request["min_approvals"],
+            "expires_at": iso(datetime.fromtimestamp(request["expires_at"], UTC)),
+            "methods": request["methods"], "pattern": request["pattern"],
+            "base_version": request["base_version"], "local_only": request["local_only"]}
+
+
+def has_decided(request: dict[str, Any], approver: str) -> bool:
+    """``ApprovalDenied`` or ``ConfigError`` when ``approver`` may not decide ``request``;
+    True when they already did (a decision counts once)."""
+    who = approver.strip().lower()
+    if request["status"] != PENDING:
+        raise ConfigError(f"change request {request['request_id']} is {request['status']}; "
+                          "only a pending request takes decisions")
+    if who == (request["requested_by"] or "").strip().lower():
+        raise ApprovalDenied(f"{approver!r} asked for change request {request['request_id']} "
+                             "and may not decide it")
+    if who not in {a.strip().lower() for a in request["approvers"]}:
+        raise ApprovalDenied(f"{approver!r} is not an approver of change request "
+                             f"{request['request_id']} (approvers: {request['approvers']})")
+    return any(d["approver"].strip().lower() == who for d in request["decisions"])

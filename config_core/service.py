@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -13,8 +12,15 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from config_core import access, hooks, integrations, settings
-from config_core.approvals import APPROVALS_KEY, Rule, rule_for
-from config_core.errors import AccessDenied, ApprovalDenied, ConfigError, IntegrationError
+from config_core.approvals import (
+    APPROVALS_KEY,
+    Rule,
+    has_decided,
+    new_request,
+    requested_metadata,
+    rule_for,
+)
+from config_core.errors import AccessDenied, ConfigError, IntegrationError
 from config_core.events import (
     APPROVAL_REQUESTED,
     CHANGED,
@@ -265,10 +271,10 @@ class ConfigService:
         masked = mask_for_key(key, value, frozenset())
         masked_json = value_json if masked is value else _dumps(masked)
         _, base = await self.store.read(key)
-        request = _new_request(change, rule, base, value_json, masked_json, local_only)
+        request = new_request(change, rule, base, value_json, masked_json, local_only)
         event = event_only(Change(
             APPROVAL_REQUESTED, self.tenant, self.environment, key, masked, change.changed_by,
-            change.reason, _requested_metadata(request), at=change.at), masked_json)
+            change.reason, requested_metadata(request), at=change.at), masked_json)
         request["requested_event_id"] = event.change.event_id
         reply = await self.store.approval_script("create", approval_store.create_args(
             self.namespace, request["request_id"], approval_store.stored_fields(request),
@@ -310,7 +316,7 @@ class ConfigService:
         check_text("reason", reason, MAX_REASON_LENGTH)
         for _ in range(_CAS_ATTEMPTS):
             request, value_json = await self._fresh_request(request_id)
-            if _has_decided(request, approver):
+            if has_decided(request, approver):
                 return request
             request["decisions"] = [*request["decisions"], {
                 "approver": approver, "decision": verdict, "at": iso(now()), "reason": reason}]
@@ -356,7 +362,7 @@ class ConfigService:
         await self._load_schemas()
         key, value = request["key"], json.loads(value_json)
         self.schemas.check(key, value)
-        metadata = {"approval_request_id": request["request_id"],
+        metadata = {**request["metadata"], "approval_request_id": request["request_id"],
                     "approved_by": [d["approver"] for d in approved]}
         change = Change(CHANGED, self.tenant, self.environment, key, value,
                         request["requested_by"], request["reason"], metadata)
@@ -716,45 +722,6 @@ def _field_or_none(document: Any, path: list[str]) -> Any:
         return None
 
 
-def _new_request(change: Change, rule: Rule, base: int, value_json: str, masked_json: str,
-                 local_only: bool) -> dict[str, Any]:
-    """A pending change request (its id follows from the write's idempotency key)."""
-    created = change.at.timestamp()
-    return {
-        "request_id": hashlib.sha256(change.idempotency_key.encode()).hexdigest()[:32],
-        "key": change.key, "value": value_json, "masked": masked_json,
-        "requested_by": change.changed_by or "", "reason": change.reason or "",
-        "pattern": rule.pattern, "approvers": list(rule.approvers),
-        "min_approvals": rule.min_approvals, "methods": list(rule.methods),
-        "created_at": repr(created), "expires_at": created + rule.timeout_s,
-        "base_version": base, "status": approval_store.PENDING, "decisions": [],
-        "local_only": local_only, "rev": 0}
-
-
-def _requested_metadata(request: dict[str, Any]) -> dict[str, Any]:
-    return {"request_id": request["request_id"], "approvers": request["approvers"],
-            "min_approvals": request["min_approvals"],
-            "expires_at": iso(datetime.fromtimestamp(request["expires_at"], UTC)),
-            "methods": request["methods"], "pattern": request["pattern"],
-            "base_version": request["base_version"], "local_only": request["local_only"]}
-
-
 def _pending(request: dict[str, Any]) -> SetResult:
     return SetResult("pending_approval", request["key"], None, request["requested_event_id"],
                      request["request_id"])
-
-
-def _has_decided(request: dict[str, Any], approver: str) -> bool:
-    """``ApprovalDenied`` or ``ConfigError`` when ``approver`` may not decide ``request``;
-    True when they already did (a decision counts once)."""
-    who = approver.strip().lower()
-    if request["status"] != approval_store.PENDING:
-        raise ConfigError(f"change request {request['request_id']} is {request['status']}; "
-                          "only a pending request takes decisions")
-    if who == (request["requested_by"] or "").strip().lower():
-        raise ApprovalDenied(f"{approver!r} asked for change request {request['request_id']} "
-                             "and may not decide it")
-    if who not in {a.strip().lower() for a in request["approvers"]}:
-        raise ApprovalDenied(f"{approver!r} is not an approver of change request "
-                             f"{request['request_id']} (approvers: {request['approvers']})")
-    return any(d["approver"].strip().lower() == who for d in request["decisions"])

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from string import Template
 from typing import Any
 
+from config_core.approvals import PENDING
 from config_core.events import APPROVAL_DECIDED, Change, iso, now
 from config_core.settings import DEFAULT_MAX_BACKLOG
 from config_core.state.events import OUTBOX_PART
@@ -29,11 +30,10 @@ REQUEST_PART = "approval:"
 EXPIRY_PART = "approvals:expiry"
 INDEX_PART = "approvals:index"
 
-PENDING = "pending"
-STATUSES = ("pending", "approved", "rejected", "expired", "conflicted")
+STATUSES = (PENDING, "approved", "rejected", "expired", "conflicted")
 """A request's statuses; every one but pending is final."""
 
-_JSON_FIELDS = ("approvers", "decisions", "methods")
+_JSON_FIELDS = ("approvers", "decisions", "methods", "metadata")
 
 
 def request_key(ns: Namespace, request_id: str) -> str:

@@ -259,3 +259,16 @@ async def test_set_config__same_idempotency_key__one_request(service: ConfigServ
     first, second = [await service.set_config("app.database.host", "x", idempotency_key="k-1")
                      for _ in range(2)]
     assert first == second and len(await service.approvals()) == 1
+
+
+async def test_approve__caller_metadata__kept_on_the_applied_change(
+        service: ConfigService, raw_redis: redis.Redis, quiet: None) -> None:
+    # Given a request made with metadata
+    await service.set_config("integrations.approvals", GUIDE)
+    result = await service.set_config("app.security.level", "high", changed_by="dev@x.com",
+                                      metadata={"ticket": "OPS-1"})
+    # When approved / Then the requested and the applied events both carry it
+    await service.approve(result.request_id or "", approver=SECURITY)
+    by_type = {e["type"]: e for e in outbox_events(raw_redis, service)}
+    assert by_type["approval.requested"]["metadata"]["ticket"] == "OPS-1"
+    assert by_type["config.changed"]["metadata"]["ticket"] == "OPS-1"
