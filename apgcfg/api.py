@@ -1,4 +1,4 @@
-"""The HTTP API (``apgcfg serve``): configs, history and deliveries behind API keys.
+"""The HTTP API (``apgcfg serve``): configs, history, deliveries and approvals behind API keys.
 
 FastAPI, because the OpenAPI document is generated from the same type declarations that
 validate each request: the published document cannot drift from the code, a bad body gets a
@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -21,7 +21,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config_core.access import RANK, required_role
-from config_core.errors import AccessDenied, ConfigError, IntegrationError
+from config_core.errors import AccessDenied, ApprovalDenied, ConfigError, IntegrationError
 from config_core.service import ConfigService
 from config_core.state import apikeys
 from config_core.validation import MAX_KEY_LENGTH
@@ -32,6 +32,7 @@ MAX_BODY_BYTES = 1024 * 1024
 KEY_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 KeyPath = Annotated[str, Path(pattern=KEY_PATTERN, max_length=MAX_KEY_LENGTH,
                               description="Dotted config key, e.g. app.database.host")]
+RequestId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="A change request's id")]
 
 
 class Problem(BaseModel):
@@ -52,10 +53,15 @@ class ConfigWrite(BaseModel):
 
 
 class WriteResult(BaseModel):
-    status: str
+    status: str = Field(description="applied, or pending_approval (answered with 202)")
     key: str
     version: int | None
     event_id: str | None
+    request_id: str | None = Field(default=None, description="The change request, when pending")
+
+
+class Decision(BaseModel):
+    reason: str | None = Field(default=None, max_length=1000)
 
 
 class ConfigList(BaseModel):
@@ -217,12 +223,17 @@ def _routes(app: FastAPI) -> None:
         return ConfigEntry(**await _entry(svc, key, reveal))
 
     @app.put("/v1/configs/{key}", responses={
-        **WRITE_ERRORS, 400: {"model": Problem, "description": "The body is not JSON"}})
+        **WRITE_ERRORS, 400: {"model": Problem, "description": "The body is not JSON"},
+        202: {"model": WriteResult, "description": "The key needs approval: a change request "
+                                                   "was made (request_id)"}})
     async def put_config(key: KeyPath, body: ConfigWrite, svc: Service,
-                         caller: Caller) -> WriteResult:
+                         caller: Caller, response: Response) -> WriteResult:
         _require(caller, required_role(key), f"writing {key}")
-        return await _write(lambda: svc.set_config(key, body.value, changed_by=caller.caller,
-                                                   reason=body.reason))
+        result = await _write(lambda: svc.set_config(key, body.value, changed_by=caller.caller,
+                                                     reason=body.reason))
+        if result.status == "pending_approval":
+            response.status_code = 202
+        return result
 
     @app.delete("/v1/configs/{key}", responses={**WRITE_ERRORS, 404: {"model": Problem}})
     async def delete_config(key: KeyPath, svc: Service, caller: Caller) -> WriteResult:
@@ -235,11 +246,63 @@ def _routes(app: FastAPI) -> None:
         _require(caller, "read", "reading")
         return await svc.history(key, limit)
 
+    _approval_routes(app)
+
     @app.get("/v1/events/{event_id}/deliveries", responses=ERRORS)
     async def deliveries(event_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
                          svc: Service, caller: Caller) -> list[dict[str, Any]]:
         _require(caller, "read", "reading")
         return await svc.get_deliveries(event_id)
+
+
+def _approval_routes(app: FastAPI) -> None:
+    """Change requests: read with any key; decided by the key's owner, if an approver."""
+    @app.get("/v1/approvals", responses=ERRORS)
+    async def list_approvals(svc: Service, caller: Caller,
+                             status: Annotated[str | None, Query(max_length=20)] = None,
+                             ) -> list[dict[str, Any]]:
+        _require(caller, "read", "reading")
+        return await _decision(lambda: svc.approvals(status=status))
+
+    @app.get("/v1/approvals/{request_id}", responses={**ERRORS, 404: {"model": Problem}})
+    async def get_approval(request_id: RequestId, svc: Service,
+                           caller: Caller) -> dict[str, Any]:
+        _require(caller, "read", "reading")
+        return await _decision(lambda: svc.approval(request_id))
+
+    @app.post("/v1/approvals/{request_id}/approve",
+              responses={**WRITE_ERRORS, 404: {"model": Problem}})
+    async def approve(request_id: RequestId, svc: Service, caller: Caller) -> dict[str, Any]:
+        approver = _approver(caller)
+        return await _decision(lambda: svc.approve(request_id, approver=approver))
+
+    @app.post("/v1/approvals/{request_id}/reject",
+              responses={**WRITE_ERRORS, 404: {"model": Problem}})
+    async def reject(request_id: RequestId, svc: Service, caller: Caller,
+                     body: Decision | None = None) -> dict[str, Any]:
+        approver, reason = _approver(caller), body.reason if body else None
+        return await _decision(lambda: svc.reject(request_id, approver=approver, reason=reason))
+
+
+def _approver(caller: apikeys.ApiKey) -> str:
+    """Who decides: the API key's owner; 403 for a key without one."""
+    if not caller.owner:
+        raise HTTPException(403, "deciding a change request needs an API key with an owner "
+                                 "(apikeys create --owner EMAIL) who is one of its approvers")
+    return caller.owner
+
+
+async def _decision(action: Callable[[], Awaitable[Any]]) -> Any:
+    try:
+        return await action()
+    except KeyError as exc:
+        raise HTTPException(404, str(exc.args[0]) if exc.args else "not found") from None
+    except (ApprovalDenied, AccessDenied) as exc:
+        raise HTTPException(403, str(exc)) from None
+    except ConfigError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except (IntegrationError, RedisError) as exc:
+        raise HTTPException(503, str(exc)) from None
 
 
 async def _entry(svc: ConfigService, key: str, reveal: bool) -> dict[str, Any]:
@@ -261,7 +324,7 @@ async def _write(action: Callable[[], Awaitable[Any]]) -> WriteResult:
     except (IntegrationError, RedisError) as exc:
         raise HTTPException(503, str(exc)) from None
     return WriteResult(status=result.status, key=result.key, version=result.version,
-                       event_id=result.event_id)
+                       event_id=result.event_id, request_id=result.request_id)
 
 
 async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:

@@ -190,6 +190,20 @@ async def _apikeys(service: ConfigService, args: argparse.Namespace) -> Any:
     return (await apikeys.revoke(redis, ns, args.id)).public()
 
 
+async def _approvals(service: ConfigService, args: argparse.Namespace) -> Any:
+    if args.action == "list":
+        return await service.approvals(status=args.status)
+    if not args.id:
+        raise ConfigError(f"approvals {args.action} needs the request's id (see approvals list)")
+    if args.action == "show":
+        return await service.approval(args.id)
+    if not args.by:
+        raise ConfigError(f"approvals {args.action} needs --by EMAIL (one of the approvers)")
+    if args.action == "approve":
+        return await service.approve(args.id, approver=args.by)
+    return await service.reject(args.id, approver=args.by, reason=args.reason)
+
+
 def _serve(args: argparse.Namespace) -> int:
     service = ConfigService(redis_url=getattr(args, "redis_url", None),
                             environment=getattr(args, "environment", None),
@@ -259,6 +273,14 @@ _COMMANDS: dict[str, tuple[Handler, str, list[tuple[tuple[str, ...], dict[str, A
         (("--role",), {"choices": ["read", "write", "admin"], "help": "for create"}),
         (("--name",), {"help": "a label, for create"}),
         (("--owner",), {"help": "e-mail the key's changes are attributed to (changed_by)"}),
+    ]),
+    "approvals": (_approvals, "list, show, approve or reject change requests", [
+        (("action",), {"choices": ["list", "show", "approve", "reject"]}),
+        (("id",), {"nargs": "?", "help": "request id, for show, approve and reject"}),
+        (("--status",), {"choices": ["pending", "approved", "rejected", "expired",
+                                     "conflicted"], "help": "list: only these"}),
+        (("--by",), {"help": "approve, reject: the approver's e-mail"}),
+        (("--reason",), {"help": "reject: why"}),
     ]),
     "role": (_role, "print the role the identity directory gives EMAIL", [
         (("email",), {"help": "user e-mail"}),

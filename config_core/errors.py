@@ -2,7 +2,8 @@
 
     ApgConfigError
     ├── ConfigError             a key, value or connector config was refused; nothing was written
-    │   └── AccessDenied        the caller's role may not write that key
+    │   ├── AccessDenied        the caller's role may not write that key
+    │   └── ApprovalDenied      the caller may not decide that change request
     └── IntegrationError        the change could not be recorded for delivery; nothing was written
 
 Connector failures (``connectors.errors``) hang from ``ApgConfigError`` too.
@@ -29,6 +30,10 @@ class AccessDenied(ConfigError):
         super().__init__(f"{who} may not write {key!r}: it needs the {needed} role and {who} "
                          f"{has}")
         self.key, self.role, self.needed, self.user = key, role, needed, user
+
+
+class ApprovalDenied(ConfigError):
+    """The caller is not one of the request's approvers, or is the one who asked for it."""
 
 
 class IntegrationError(ApgConfigError):

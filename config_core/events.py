@@ -17,6 +17,8 @@ ERROR = "config.error"
 SECURITY_VIOLATION = "security.violation"
 SECRET_ROTATED = "security.secret_rotated"
 REPLAY = "delivery.replay"
+APPROVAL_REQUESTED = "approval.requested"
+APPROVAL_DECIDED = "approval.decided"
 
 
 class Event(TypedDict, total=False):

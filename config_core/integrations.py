@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from config_core.access import validate_access
+from config_core.approvals import validate_approvals
 from config_core.errors import ConfigError
 from config_core.routing import validate_notifications
 from config_core.schemas import validate_schemas
@@ -76,6 +77,7 @@ SYSTEM_SECTIONS: dict[str, Callable[[Any], None]] = {
     "schemas": validate_schemas,
     "access": validate_access,
     "retries": _validate_retries,
+    "approvals": validate_approvals,
 }
 """Sections under ``integrations.`` that configure the service itself, not a connector."""
 

@@ -11,18 +11,30 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from config_core import hooks, integrations, settings
+from config_core import access, hooks, integrations, settings
+from config_core.approvals import (
+    APPROVALS_KEY,
+    Rule,
+    has_decided,
+    new_request,
+    requested_metadata,
+    rule_for,
+)
 from config_core.errors import AccessDenied, ConfigError, IntegrationError
 from config_core.events import (
+    APPROVAL_REQUESTED,
     CHANGED,
     DELETED,
     ERROR,
     SECRET_ROTATED,
     SECURITY_VIOLATION,
     Change,
+    iso,
+    now,
 )
 from config_core.masking import mask_for_key
 from config_core.schemas import SCHEMAS_KEY, SchemaError, Schemas
+from config_core.state import approvals as approval_store
 from config_core.state import directory
 from config_core.state.keys import Namespace
 from config_core.state.values import (
@@ -31,6 +43,7 @@ from config_core.state.values import (
     Missing,
     SchemasChanged,
     Write,
+    applied_from,
     event_only,
 )
 from config_core.store import Store
@@ -140,16 +153,21 @@ class ConfigService:
             canonical = await self._canonical_key(check_key(key))
             change = self._change(kind, canonical, value, changed_by, reason, metadata,
                                   idempotency_key)
-            applied = await self._apply(change, emit)
+            rule = await self._approval_rule(canonical)
+            if rule is not None:
+                result = await self._request_approval(change, rule, local_only=not emit)
+            else:
+                applied = await self._apply(change, emit)
+                result = SetResult("applied", change.key, applied.version, applied.event_id)
         except AccessDenied as exc:
             raise await self._refuse(exc, changed_by, value) from None
         except ConfigError as exc:
             if emit:
                 await self._report_error(key, value, exc, changed_by, reason)
             raise
-        if emit:
+        if emit or result.request_id:
             await self._dispatch_inline()
-        return SetResult("applied", change.key, applied.version, applied.event_id)
+        return result
 
     async def _canonical_key(self, key: str) -> str:
         """``key`` with a connector field's alias replaced by the setting it stands for
@@ -201,6 +219,157 @@ class ConfigService:
         masked_json = value_json if masked is value else _dumps(masked)
         return await self.store.write(Write("set", key, value_json, masked_json, change,
                                             masked_json, emit, self.schemas.version or 0))
+
+    # approvals ---------------------------------------------------------------------------------
+
+    async def approve(self, request_id: str, *, approver: str) -> dict[str, Any]:
+        """Approve a pending change request as ``approver`` (one of its approvers, not the one
+        who asked). At ``min_approvals`` distinct approvals the change is applied (a normal
+        change with its ``config.changed`` event), or, when the key changed since the request,
+        the request ends ``conflicted`` and nothing is overwritten. Returns the request."""
+        return await self._decide(request_id, approver, "approve", None)
+
+    async def reject(self, request_id: str, *, approver: str, reason: str | None = None,
+                     ) -> dict[str, Any]:
+        """Reject a pending change request as one of its approvers; returns the request."""
+        return await self._decide(request_id, approver, "reject", reason)
+
+    async def approval(self, request_id: str) -> dict[str, Any]:
+        """One change request (value masked); ``KeyError`` when there is none."""
+        request, _ = await self._fresh_request(request_id)
+        return request
+
+    async def approvals(self, status: str | None = None, limit: int = 100,
+                        ) -> list[dict[str, Any]]:
+        """Change requests, newest first; only those with ``status`` when given."""
+        if status is not None and status not in approval_store.STATUSES:
+            raise ConfigError(f"status must be one of {list(approval_store.STATUSES)}, "
+                              f"got {status!r}")
+        for request_id in await self.store.approvals_due(now().timestamp()):
+            await self._fresh_request(request_id)
+        found = []
+        for request_id in await self.store.approval_ids(limit):
+            stored = await self.store.approval(request_id)
+            if stored and (status is None or stored["status"] == status):
+                found.append(approval_store.public(stored))
+        return found
+
+    async def _approval_rule(self, key: str) -> Rule | None:
+        if key.startswith(integrations.PREFIX):
+            return None
+        stored, _ = await self.store.read(APPROVALS_KEY)
+        return rule_for(key, json.loads(stored)) if stored else None
+
+    async def _request_approval(self, change: Change, rule: Rule, *, local_only: bool,
+                                ) -> SetResult:
+        """Record ``change`` as a pending request and emit ``approval.requested``."""
+        key, value = change.key, change.new_value
+        value_json = encode_value(key, value)
+        await self._load_schemas()
+        self.schemas.check(key, value)
+        await self._check_access(key, change.changed_by)
+        masked = mask_for_key(key, value, frozenset())
+        masked_json = value_json if masked is value else _dumps(masked)
+        _, base = await self.store.read(key)
+        request = new_request(change, rule, base, value_json, masked_json, local_only)
+        event = event_only(Change(
+            APPROVAL_REQUESTED, self.tenant, self.environment, key, masked, change.changed_by,
+            change.reason, requested_metadata(request), at=change.at), masked_json)
+        request["requested_event_id"] = event.change.event_id
+        reply = await self.store.approval_script("create", approval_store.create_args(
+            self.namespace, request["request_id"], approval_store.stored_fields(request),
+            request["expires_at"], event))
+        if reply[0] == "exists":  # the same idempotency key asked before
+            stored = approval_store.public(await self.store.approval(request["request_id"]))
+            return _pending(stored)
+        applied_from(reply, self.namespace, event)
+        return _pending(request)
+
+    async def _check_access(self, key: str, user: str | None) -> None:
+        """``AccessDenied`` when access control is on and ``user`` may not write ``key``."""
+        stored, _ = await self.store.read(access.ACCESS_KEY)
+        if not stored or json.loads(stored).get("enforce") is not True:
+            return
+        role = await self.get_role(user) if user else None
+        if not access.may_write(role, key):
+            raise AccessDenied(key, role=role, needed=access.required_role(key))
+
+    async def _fresh_request(self, request_id: str) -> tuple[dict[str, Any], str]:
+        """A request and its stored value JSON, expired first when its time is up."""
+        for _ in range(_CAS_ATTEMPTS):
+            stored = await self.store.approval(request_id) if isinstance(request_id, str) else {}
+            if not stored:
+                raise KeyError(f"no change request {request_id!r}")
+            request = approval_store.public(stored)
+            plan = approval_store.expiry_plan(self.namespace, request, now().timestamp())
+            if plan is None:
+                return request, approval_store.value_json(stored)
+            if (await self.store.approval_script("decide", plan))[0] == "ok":
+                await self._dispatch_inline()
+        raise ConfigError(f"change request {request_id!r} keeps changing; try again")
+
+    async def _decide(self, request_id: str, approver: str, verdict: str, reason: str | None,
+                      ) -> dict[str, Any]:
+        if not isinstance(approver, str) or not approver.strip():
+            raise ConfigError("approver must be a non-empty string (who decides)")
+        check_text("approver", approver, MAX_CHANGED_BY_LENGTH)
+        check_text("reason", reason, MAX_REASON_LENGTH)
+        for _ in range(_CAS_ATTEMPTS):
+            request, value_json = await self._fresh_request(request_id)
+            if has_decided(request, approver):
+                return request
+            request["decisions"] = [*request["decisions"], {
+                "approver": approver, "decision": verdict, "at": iso(now()), "reason": reason}]
+            args, writes = await self._plan_decision(request, value_json, verdict, approver,
+                                                     reason)
+            reply = await self.store.approval_script("decide", args)
+            if reply[0] in ("moved", "conflict", "schemas"):
+                continue
+            if reply[0] != "ok":
+                applied_from(reply, self.namespace, writes[0])
+            if writes:
+                await self._dispatch_inline()
+            return (await self._fresh_request(request_id))[0]
+        raise ConfigError(f"change request {request_id!r} keeps changing; try again")
+
+    async def _plan_decision(self, request: dict[str, Any], value_json: str, verdict: str,
+                             approver: str, reason: str | None) -> tuple[list[str], list[Write]]:
+        """The decide script's arguments for ``request`` with its new decision, and its
+        writes: nothing yet, the ``approval.decided`` event, or the change and that event."""
+        fields: dict[str, Any] = {"decisions": request["decisions"]}
+        approved = [d for d in request["decisions"] if d["decision"] == "approve"]
+        if verdict == "approve" and len(approved) < request["min_approvals"]:
+            return approval_store.decide_args(self.namespace, request, fields, []), []
+        _, version = await self.store.read(request["key"])
+        outcome = "rejected" if verdict == "reject" else (
+            "approved" if version == request["base_version"] else "conflicted")
+        if outcome == "conflicted":
+            reason = (f"{request['key']} changed since the request (version "
+                      f"{request['base_version']}, now {version}); nothing was overwritten")
+        event = approval_store.decided_event(self.namespace, request, outcome, approver, reason)
+        fields.update(status=outcome, decided_event_id=event.change.event_id,
+                      decided_at=repr(now().timestamp()))
+        writes = [event]
+        if outcome == "approved":
+            writes.insert(0, await self._approved_write(request, value_json, approved))
+        return approval_store.decide_args(self.namespace, request, fields, writes,
+                                          apply=outcome == "approved"), writes
+
+    async def _approved_write(self, request: dict[str, Any], value_json: str,
+                              approved: list[dict[str, Any]]) -> Write:
+        """The approved change: the requester's, written only if the key is still at the
+        version it was requested on."""
+        await self._load_schemas()
+        key, value = request["key"], json.loads(value_json)
+        self.schemas.check(key, value)
+        metadata = {**request["metadata"], "approval_request_id": request["request_id"],
+                    "approved_by": [d["approver"] for d in approved]}
+        change = Change(CHANGED, self.tenant, self.environment, key, value,
+                        request["requested_by"], request["reason"], metadata)
+        masked_json = _dumps(request["value"])
+        return Write("set", key, value_json, masked_json, change, masked_json,
+                     not request["local_only"], self.schemas.version or 0,
+                     expected_version=request["base_version"])
 
     async def _load_schemas(self) -> None:
         stored, version = await self.store.read(SCHEMAS_KEY)
@@ -551,3 +720,8 @@ def _field_or_none(document: Any, path: list[str]) -> Any:
         return integrations.get_path(document, path)
     except KeyError:
         return None
+
+
+def _pending(request: dict[str, Any]) -> SetResult:
+    return SetResult("pending_approval", request["key"], None, request["requested_event_id"],
+                     request["request_id"])

@@ -16,7 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config_core import settings
 from config_core.errors import IntegrationError
-from config_core.state import events, ledger, relays, values
+from config_core.state import approvals, events, ledger, relays, values
 from config_core.state.keys import Namespace
 from config_core.state.values import WRITE_SCRIPT, Applied, Write, applied_from, parse_done
 
@@ -30,6 +30,9 @@ class Store:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot express.
         self.redis: Any = aioredis.from_url(settings.client_url(url), decode_responses=True)
         self._write = self.redis.register_script(WRITE_SCRIPT)
+        self._approval_scripts = {
+            "create": self.redis.register_script(approvals.CREATE_SCRIPT),
+            "decide": self.redis.register_script(approvals.DECIDE_SCRIPT)}
 
     async def write(self, w: Write) -> Applied:
         """Apply one change atomically.
@@ -124,6 +127,26 @@ class Store:
             stored, outbox, dead, open_ = await pipe.execute()
         return {"namespace": self.ns.name, "relays": relays.reports(stored),
                 "outbox": outbox, "dead": dead, "open_deliveries": open_}
+
+    async def approval_script(self, name: str, args: list[str]) -> list[Any]:
+        """Run ``approvals``' create or decide script; its reply as is."""
+        try:
+            return await self._approval_scripts[name](keys=[], args=args)
+        except RedisError as exc:
+            raise IntegrationError(f"change request not recorded: Redis refused it ({exc})"
+                                   ) from exc
+
+    async def approval(self, request_id: str) -> dict[str, str]:
+        """A change request's stored fields (empty when there is none)."""
+        return await self.redis.hgetall(approvals.request_key(self.ns, request_id))
+
+    async def approval_ids(self, limit: int) -> list[str]:
+        """Change request ids, newest first."""
+        return await self.redis.zrevrange(approvals.index_key(self.ns), 0, limit - 1)
+
+    async def approvals_due(self, at: float) -> list[str]:
+        """Ids of pending change requests whose time is up at ``at``."""
+        return await self.redis.zrangebyscore(approvals.expiry_key(self.ns), "-inf", at)
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -14,7 +14,8 @@ Nothing stops it for long:
 
 Every ``SWEEP_EVERY_S`` it also claims entries a dead relay left pending (XAUTOCLAIM),
 publishes parked tasks that are due, reruns batches whose worker died, reconciles deliveries
-whose task was lost (ledger rows still open past their time), and reports its liveness.
+whose task was lost (ledger rows still open past their time), expires change requests whose
+approvers did not decide in time, and reports its liveness.
 In eager mode the writer calls ``drain_inline`` instead.
 """
 
@@ -33,7 +34,7 @@ from kombu.exceptions import OperationalError
 
 from config_core.events import Event
 from config_core.routing import route
-from config_core.state import buffers, events, ledger, parking, relays, values
+from config_core.state import approvals, buffers, events, ledger, parking, relays, values
 from config_core.state.keys import Namespace
 from config_core.state.ledger import LedgerRow, Status
 from connectors import registry
@@ -131,11 +132,13 @@ class Relay:
     # the sweep -----------------------------------------------------------------------------
 
     def sweep(self) -> None:
-        """Claim abandoned entries, publish due parked tasks, rerun dead batches, reconcile."""
+        """Claim abandoned entries, publish due parked tasks, rerun dead batches, reconcile,
+        expire change requests."""
         backlog = {}
         for ns in self.namespaces():
             self._isolated(ns, "claim", self._claim_abandoned, ns)
             self._isolated(ns, "reconcile", self.reconcile, ns)
+            self._isolated(ns, "expire approvals", self.expire_approvals, ns)
             backlog[ns.name] = self._isolated(ns, "backlog", relays.backlog, self.client, ns)
         self._release_parked()
         for ns, connector, batch_id in buffers.expired(self.client):
@@ -189,6 +192,13 @@ class Relay:
                         republished, ns.name)
             self.health.reconciled += republished
         return republished
+
+    def expire_approvals(self, ns: Namespace) -> int:
+        """Expire the change requests whose time is up (``approval.decided``, expired)."""
+        expired = approvals.expire_due(self.client, ns)
+        if expired:
+            log.info("outbox relay: %d change requests of %s expired", expired, ns.name)
+        return expired
 
     def _lost_task(self, ns: Namespace, event_id: str, connector: str, kind: str
                    ) -> tuple[str, list[Any], dict[str, Any]] | None:
