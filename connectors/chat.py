@@ -114,3 +114,18 @@ def fit_lines(lines: list[str], limit: int) -> str:
         shown.append(line)
         used += len(line) + 1
     return "\n".join(shown)
+
+
+def guide_rows(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """The guide's message fields in order (Key ... Time), then Reason when there is one."""
+    rows = [
+        ("Key", render_value(event.get("key"))),
+        ("Old Value", render_value(event.get("old_value"))),
+        ("New Value", render_value(event.get("new_value"))),
+        ("Changed By", render_value(event.get("changed_by"))),
+        ("Environment", render_value(event.get("environment"))),
+        ("Time", readable_time(event)),
+    ]
+    if event.get("reason"):
+        rows.append(("Reason", render_value(event["reason"])))
+    return rows

@@ -22,8 +22,7 @@ from connectors.chat import (
     event_time,
     event_title,
     fit_lines,
-    readable_time,
-    render_value,
+    guide_rows,
     truncate,
 )
 from connectors.errors import ConnectorError, RateLimited
@@ -103,16 +102,7 @@ def build_embed(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fields(event: dict[str, Any]) -> list[tuple[str, str]]:
-    rows = [
-        ("Key", render_value(event.get("key"))),
-        ("Old Value", render_value(event.get("old_value"))),
-        ("New Value", render_value(event.get("new_value"))),
-        ("Changed By", render_value(event.get("changed_by"))),
-        ("Environment", render_value(event.get("environment"))),
-        ("Time", readable_time(event)),
-    ]
-    if event.get("reason"):
-        rows.append(("Reason", render_value(event["reason"])))
+    rows = guide_rows(event)
     return [(truncate(name, FIELD_NAME_LIMIT), truncate(defang(value), FIELD_VALUE_LIMIT))
             for name, value in rows]
 

@@ -16,7 +16,13 @@ import re
 from email.message import EmailMessage
 from typing import Any
 
-from connectors.chat import event_time, event_title, readable_time, render_value, truncate
+from connectors.chat import (
+    event_time,
+    event_title,
+    guide_rows,
+    render_value,
+    truncate,
+)
 
 DEFAULT_SUBJECT_PREFIX = "[APG Config]"
 """Start of every subject unless ``subject_prefix`` is set."""
@@ -99,16 +105,7 @@ def subject(event: dict[str, Any], config: dict[str, Any]) -> str:
 
 def body(event: dict[str, Any]) -> str:
     """The guide's notification as plain text, then the reason and a footer."""
-    rows = [
-        ("Key", render_value(event.get("key"))),
-        ("Old Value", render_value(event.get("old_value"))),
-        ("New Value", render_value(event.get("new_value"))),
-        ("Changed By", render_value(event.get("changed_by"))),
-        ("Environment", render_value(event.get("environment"))),
-        ("Time", readable_time(event)),
-    ]
-    if event.get("reason"):
-        rows.append(("Reason", render_value(event["reason"])))
+    rows = guide_rows(event)
     lines = [event_title(event.get("type"))]
     lines += [f"{label}: {_indented(truncate(value, VALUE_LIMIT))}" for label, value in rows]
     footer = [FOOTER] + [f"{label} {event[name]}" for label, name in
