@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +28,9 @@ from config_core.validation import MAX_KEY_LENGTH
 
 MAX_BODY_BYTES = 1024 * 1024
 """Largest request body accepted, in bytes; a larger one gets 413 before it is parsed."""
+
+ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "conflicted"]
+"""A change request's status, as the listing filters it."""
 
 KEY_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 KeyPath = Annotated[str, Path(pattern=KEY_PATTERN, max_length=MAX_KEY_LENGTH,
@@ -259,7 +262,7 @@ def _approval_routes(app: FastAPI) -> None:
     """Change requests: read with any key; decided by the key's owner, if an approver."""
     @app.get("/v1/approvals", responses=ERRORS)
     async def list_approvals(svc: Service, caller: Caller,
-                             status: Annotated[str | None, Query(max_length=20)] = None,
+                             status: Annotated[ApprovalStatus | None, Query()] = None,
                              ) -> list[dict[str, Any]]:
         _require(caller, "read", "reading")
         return await _decision(lambda: svc.approvals(status=status))
@@ -276,8 +279,9 @@ def _approval_routes(app: FastAPI) -> None:
         approver = _approver(caller)
         return await _decision(lambda: svc.approve(request_id, approver=approver))
 
-    @app.post("/v1/approvals/{request_id}/reject",
-              responses={**WRITE_ERRORS, 404: {"model": Problem}})
+    @app.post("/v1/approvals/{request_id}/reject", responses={
+        **WRITE_ERRORS, 404: {"model": Problem},
+        400: {"model": Problem, "description": "The body is not JSON"}})
     async def reject(request_id: RequestId, svc: Service, caller: Caller,
                      body: Decision | None = None) -> dict[str, Any]:
         approver, reason = _approver(caller), body.reason if body else None
