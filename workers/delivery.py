@@ -19,6 +19,7 @@ from typing import Any
 
 from config_core.errors import ApgConfigError, ConfigError
 from config_core.events import Event
+from config_core.masking import redact, secret_strings
 from config_core.state import breakers, ledger
 from config_core.state.keys import Namespace
 from config_core.state.ledger import LedgerRow, Status
@@ -71,7 +72,7 @@ def deliver(namespace: str, event_id: str, name: str, urgency: str) -> Outcome:
         if connector is not None and _buffered(ns, event_id, name, urgency, connector, loaded):
             return Outcome(str(Status.BATCHED))
     except Exception as exc:  # noqa: BLE001 - a connector's batch policy may raise anything
-        connector, problem = None, _unusable(name, exc)
+        connector, problem = None, _unusable(name, exc, loaded.config)
     if loaded.breaker.open_for_s() and connector is not None and not scheduling.eager():
         return _wait_for_breaker(ns, event_id, name, urgency, loaded)
     taken = ledger.claim(client(), ns, event_id, name, urgency, LEASE_S, loaded.row_text)
@@ -100,15 +101,17 @@ def _connector(ns: Namespace, name: str, loaded: loading.Loaded
     try:
         connector = loading.build(name, loaded)
     except Exception as exc:  # noqa: BLE001 - reported as the attempt's outcome
-        return None, exc if isinstance(exc, ApgConfigError) else _unusable(name, exc)
+        return None, exc if isinstance(exc, ApgConfigError) else _unusable(name, exc, loaded.config)
     connector.context = RedisContext(client(), ns, loaded.event or Event(), name,
                                      follow_ups.schedule)
     return connector, None
 
 
-def _unusable(name: str, exc: Exception) -> ConfigError:
-    """A stored config the connector cannot work with: no retry will change that."""
-    return ConfigError(f"integrations.{name} cannot be used: {type(exc).__name__}: {exc}"[:500])
+def _unusable(name: str, exc: Exception, config: dict[str, Any] | None) -> ConfigError:
+    """A stored config the connector cannot work with: no retry will change that. The text
+    is scrubbed of the config's secrets (the connector could not be built to do it)."""
+    text = redact(f"{type(exc).__name__}: {exc}", secret_strings(config or {}))
+    return ConfigError(f"integrations.{name} cannot be used: {text}"[:500])
 
 
 def _buffered(ns: Namespace, event_id: str, name: str, urgency: str,

@@ -124,7 +124,8 @@ class Relay:
                                               count=BATCH, block=None if start == "0" else block_ms)
         by_stream = {events.outbox_key(ns): ns for ns in namespaces}
         count = sum(len(entries) for _, entries in replies or [])
-        self._reread_own = False if start == "0" and count == 0 else self._reread_own
+        if start == "0" and count == 0:
+            self._reread_own = False  # our own pending entries are all dispatched again
         for stream, entries in replies or []:
             self.dispatch(by_stream[stream], entries)
         return count

@@ -17,6 +17,7 @@ from config_core.state.keys import Namespace
 from config_core.state.ledger import LedgerRow, Status
 from config_core.state.parking import PARKED_KEY
 from config_core.state.relays import Health
+from connectors import BaseConnector
 from tests.conftest import UNIT_DB, redis_url
 from tests.fakes.splunk import FakeSplunk
 from tests.unit.dropping_proxy import DroppingProxy
@@ -227,3 +228,28 @@ def test_relay_step__relay_raises__started_again(monkeypatch: pytest.MonkeyPatch
     step.supervise()
     assert step.relay.runs == 2 and step.relay.health.restarts == 1  # type: ignore
     assert "relay loop broke" in (step.relay.health.last_error or "")  # type: ignore
+
+
+class _Picky(BaseConnector):
+    """A custom connector whose constructor chokes on its stored config, quoting it."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        if config.get("api_token") == "tok-that-must-stay-secret":
+            raise ValueError(f"cannot use api_token {config['api_token']}")
+
+    def send_notification(self, event: dict[str, Any]) -> bool:
+        return True
+
+
+async def test_delivery__connector_cannot_be_built__dead_without_the_secret_it_quoted(
+        service: ConfigService) -> None:
+    # Given a custom connector registered, whose stored token later breaks its constructor
+    await service.register_connector("picky", _Picky({"api_token": "fine"}))
+    await service.set_config("integrations.picky.api_token", "tok-that-must-stay-secret")
+    # When a change is delivered to it
+    result = await service.set_config("app.k", 1)
+    rows = [r for r in await service.get_deliveries(result.event_id) if r["connector"] == "picky"]
+    # Then the delivery is dead saying why, without the token
+    assert rows[0]["status"] == "dead" and "ValueError" in rows[0]["last_error"]
+    assert "tok-that-must-stay-secret" not in rows[0]["last_error"]
