@@ -18,7 +18,7 @@ run: install
 	$(BIN)/apgcfg run
 
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests
 
 test-unit: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit

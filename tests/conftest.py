@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import uuid
 
@@ -11,6 +12,23 @@ import redis
 os.environ.setdefault("APGCFG_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
 """The vendor fakes listen on loopback, which vendor calls may reach only when allowed; set
 before anything reads it, so worker subprocesses inherit it. Tests of the default clear it."""
+
+def _own_redis_for_this_xdist_process() -> None:
+    """Under ``pytest -n``, every process but the first gets a Redis server of its own, so
+    tests that flush their database never flush another process's (worker subprocesses
+    inherit the address through the environment)."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    if name == "gw0" or os.environ.get("APGCFG_TEST_REDIS_OWNER") == name:
+        return
+    from tests.integration.spare_redis import SpareRedis
+
+    server = SpareRedis().start()
+    atexit.register(server.stop)
+    os.environ["APGCFG_TEST_REDIS"] = f"redis://127.0.0.1:{server.port}"
+    os.environ["APGCFG_TEST_REDIS_OWNER"] = name
+
+
+_own_redis_for_this_xdist_process()
 
 REDIS_BASE = os.environ.get("APGCFG_TEST_REDIS", "redis://127.0.0.1:6379")
 """Test Redis server; unit tests use db 13, integration tests db 15."""
