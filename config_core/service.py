@@ -519,9 +519,10 @@ class ConfigService:
         """The value of ``key``, secrets masked; ``default`` (or ``KeyError``) when it has none.
 
         ``reveal=True`` returns the stored secrets themselves: for administrators only (the
-        CLI's ``get --reveal``, the HTTP API's ``?reveal=true`` with an admin key).
+        CLI's ``get --reveal``, the HTTP API's ``?reveal=true`` with an admin key). A field's
+        alias (``integrations.zendesk.api_key``) reads the field it stands for (``api_token``).
         """
-        check_key(key)
+        key = await self._canonical_key(check_key(key))
         stored, _ = await self._read_shown(key, reveal)
         if stored is not None:
             return json.loads(stored)

@@ -217,3 +217,21 @@ async def test_env_reference__variable_unset_in_the_worker__delivery_dead_naming
     # And what is stored is the reference, not a secret
     assert await service.get_config("integrations.zendesk.api_token", reveal=True) == (
         "${env:APGCFG_TEST_ZENDESK_TOKEN}")
+
+
+async def test_get_config__api_key_alias__reads_the_field_it_stands_for(
+        service: ConfigService, quiet: None) -> None:
+    # Given zendesk and github, whose secrets are named api_token and token
+    for name in ("zendesk", "github"):
+        await service.set_config(f"integrations.{name}", CONFIGS[name])
+    # When each is read back by the guide's name for it, api_key
+    masked = [await service.get_config(f"integrations.{n}.api_key") for n in ("zendesk", "github")]
+    revealed = [await service.get_config(f"integrations.{n}.api_key", reveal=True)
+                for n in ("zendesk", "github")]
+    # Then the reads are those of the declared fields: masked, or as stored when revealed
+    assert masked == ["***", "***"]
+    assert revealed == [OLD_TOKEN, "ghp_old-token"]
+    # And a connector without the alias still has no such field
+    await service.set_config("integrations.discord",
+                             {"webhook_url": "https://discord.com/api/webhooks/1/tok"})
+    assert await service.get_config("integrations.discord.api_key", None) is None
