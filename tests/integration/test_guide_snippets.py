@@ -312,11 +312,12 @@ async def test_readme_secrets_snippet__env_reference__resolved_only_in_the_worke
     # that variable (only the worker has it)
     code = snippet("Secrets", path=README)
     assert "${env:ZENDESK_API_TOKEN}" in code
-    # When the script stores it and changes a key
-    outcome = succeeded(run("zendesk_config = {}\n", code.replace(
-        "await service.set_config(\"integrations.zendesk\", {",
-        "zendesk_config.update({", 1).replace("})", "})\n", 1),
-        deliver_a_change(zendesk_fake.base_url)))
+    # When the script stores it as written, then says where Zendesk is and changes a key
+    outcome = succeeded(run(code, (
+        f'await service.set_config("integrations.zendesk.base_url", {zendesk_fake.base_url!r})\n'
+        'await service.set_config("integrations.zendesk.ticket_all_changes", True)\n'
+        'result = await service.set_config("app.database.host", "prod-db.internal")\n'
+        'print(json.dumps(result.event_id))\n')))
     # Then the worker resolves the reference and the ticket is made with the token
     await wait_for_deliveries(service, outcome.last_json(), all_in("delivered"))
     assert len(tickets_of(zendesk_fake, "app.database.host")) == 1
