@@ -414,3 +414,32 @@ async def test_error_handling_snippet__outbox_full__falls_back_to_a_local_only_c
     assert await quiet_service.get_config("app.database.host") == "new-host"
     [entry] = await quiet_service.history("app.database.host")
     assert entry["local_only"] is True
+
+
+# --- troubleshooting ------------------------------------------------------------------------
+
+async def test_rate_limiting_snippet__vendor_answers_429_once__backoff_retries_and_sends(
+        run_quiet: Run) -> None:
+    # Given Slack configured by the guide's snippet, at a fake that answers the next call 429
+    with FakeSlack() as slack:
+        hook = slack.add_webhook()
+        slack.fail_next(429, webhook_url=hook, retry_after_s=1)
+        # When the guide's call_api_with_backoff sends through the configured connector,
+        # RateLimitError imported from where the guide imports BaseConnector
+        outcome = succeeded(run_quiet(
+            snippet("Slack Integration"),
+            f'await service.set_config("integrations.slack.webhook_url", {hook!r})\n'
+            "from capabilities.composition.central_configuration.integrations"
+            ".enterprise_connectors import RateLimitError\n",
+            snippet("Rate Limiting"),
+            'connector = await service.get_connector("slack")\n'
+            'event = {"event_id": "e1", "type": "config.changed", "key": "app.cache.ttl",\n'
+            '         "old_value": 60, "new_value": 120, "changed_by": "admin@company.com",\n'
+            '         "environment": "production", "timestamp": "2025-01-01T14:30:00+00:00"}\n'
+            "await call_api_with_backoff(lambda: connector.send_notification(event))\n"
+            'print(json.dumps("sent"))\n'))
+        # Then the 429 was caught as RateLimitError and the second attempt was posted
+        assert outcome.last_json() == "sent"
+        assert len(slack.requests) == 2
+        [message] = slack.messages(hook)
+        assert "app.cache.ttl" in json.dumps(message)
