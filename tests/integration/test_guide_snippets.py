@@ -451,3 +451,17 @@ async def test_rate_limiting_snippet__vendor_answers_429_once__backoff_retries_a
         assert len(slack.requests) == 2
         [message] = slack.messages(hook)
         assert "app.cache.ttl" in json.dumps(message)
+
+
+def test_webhook_failures_snippet__one_503__retried_and_posted(run_quiet: Run) -> None:
+    # Given a Slack webhook that answers the next post 503
+    with FakeSlack() as slack:
+        hook = slack.add_webhook()
+        slack.fail_next(503, webhook_url=hook)
+        # When the guide's send_webhook_with_retry posts to it, as pasted
+        outcome = succeeded(run_quiet(snippet("Webhook Failures"), (
+            f'ok = await send_webhook_with_retry({hook!r}, {{"text": "Configuration Changed"}})\n'
+            "print(json.dumps(ok))\n")))
+        # Then it tried again and the second attempt was accepted: one message posted
+        assert outcome.last_json() is True
+        assert len(slack.requests) == 2 and len(slack.messages(hook)) == 1
