@@ -63,6 +63,24 @@ def route(key: str, triggers: Mapping[str, Any], configured: Iterable[str]) -> d
     return routes
 
 
+APPROVAL_EVENTS = frozenset({"approval.requested", "approval.decided"})
+"""Events of a change request; they also go to the request's ``approval_methods``."""
+
+
+def route_event(event: Mapping[str, Any], triggers: Mapping[str, Any],
+                configured: Iterable[str]) -> dict[str, str]:
+    """``route`` by the event's key; an approval event also reaches each configured connector
+    named in its ``approval_methods`` (``metadata.methods``), on ``medium`` unless a trigger
+    already chose its queue."""
+    configured = set(configured)
+    routes = route(str(event.get("key") or ""), triggers, configured)
+    if event.get("type") in APPROVAL_EVENTS:
+        for name in (event.get("metadata") or {}).get("methods") or ():
+            if name in configured:
+                routes.setdefault(name, DEFAULT_URGENCY)
+    return routes
+
+
 def validate_notifications(value: Any) -> None:
     """Refuse a malformed ``integrations.notifications`` value, naming the bad field."""
     if not isinstance(value, dict):

@@ -519,31 +519,41 @@ class ConfigService:
         """The value of ``key``, secrets masked; ``default`` (or ``KeyError``) when it has none.
 
         ``reveal=True`` returns the stored secrets themselves: for administrators only (the
-        CLI's ``get --reveal``, the HTTP API's ``?reveal=true`` with an admin key).
+        CLI's ``get --reveal``, the HTTP API's ``?reveal=true`` with an admin key). A field's
+        alias (``integrations.zendesk.api_key``) reads the field it stands for (``api_token``).
         """
-        check_key(key)
-        stored, _ = await self._read_shown(key, reveal)
-        if stored is not None:
-            return json.loads(stored)
-        split = integrations.split(key)
-        if split and split[1]:
-            parent, _ = await self._read_shown(integrations.PREFIX + split[0], reveal)
-            try:
-                return integrations.get_path(json.loads(parent) if parent else None, split[1])
-            except KeyError:
-                pass
+        found, value, _ = await self._read_value(key, reveal)
+        if found:
+            return value
         if default is _MISSING:
-            raise KeyError(key)
+            raise KeyError(await self._canonical_key(key))
         return default
 
     async def get_entry(self, key: str, *, reveal: bool = False) -> dict[str, Any]:
         """``{"key", "value", "version"}`` of a key that has a value (secrets masked unless
-        ``reveal``); ``KeyError`` otherwise."""
-        check_key(key)
-        stored, version = await self._read_shown(key, reveal)
-        if stored is None:
+        ``reveal``); ``KeyError`` otherwise. A connector's field (or its alias) is read from
+        the connector's config, with that config's version."""
+        found, value, version = await self._read_value(key, reveal)
+        if not found:
             raise KeyError(key)
-        return {"key": key, "value": json.loads(stored), "version": version}
+        return {"key": key, "value": value, "version": version}
+
+    async def _read_value(self, key: str, reveal: bool) -> tuple[bool, Any, int]:
+        """``(found, value, version)`` of ``key``; a field of ``integrations.<name>`` (by its
+        own name or an alias) is looked up inside that connector's stored config."""
+        key = await self._canonical_key(check_key(key))
+        stored, version = await self._read_shown(key, reveal)
+        if stored is not None:
+            return True, json.loads(stored), version
+        split = integrations.split(key)
+        if split and split[1]:
+            parent, version = await self._read_shown(integrations.PREFIX + split[0], reveal)
+            try:
+                value = integrations.get_path(json.loads(parent) if parent else None, split[1])
+            except KeyError:
+                return False, None, 0
+            return True, value, version
+        return False, None, 0
 
     async def get_configs(self, prefix: str = "") -> dict[str, Any]:
         """Every key starting with ``prefix`` and its value, secrets always masked."""

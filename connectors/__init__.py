@@ -9,6 +9,7 @@ from connectors.errors import (
     Misconfigured,
     PermanentError,
     RateLimited,
+    RateLimitError,
     Rejected,
     RetryableError,
     Skipped,
@@ -21,7 +22,7 @@ hooks.register_catalog(registry.Catalog())
 
 __all__ = [
     "AsyncConnector", "AuthError", "BaseConnector", "ConnectorError", "Misconfigured",
-    "PermanentError", "RateLimited", "Rejected", "RetryableError", "Setting", "Skipped",
-    "TransportError",
+    "PermanentError", "RateLimitError", "RateLimited", "Rejected", "RetryableError", "Setting",
+    "Skipped", "TransportError",
     "Unavailable",
 ]

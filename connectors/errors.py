@@ -44,6 +44,10 @@ class RateLimited(RetryableError):
     """The vendor is rate limiting us (HTTP 429 or its own equivalent)."""
 
 
+RateLimitError = RateLimited
+"""The guide's name for ``RateLimited`` (its backoff example catches ``RateLimitError``)."""
+
+
 class Unavailable(RetryableError):
     """The vendor answered with a server error or said it is unavailable."""
 

@@ -33,7 +33,7 @@ import redis
 from kombu.exceptions import OperationalError
 
 from config_core.events import Event
-from config_core.routing import route
+from config_core.routing import route_event
 from config_core.state import approvals, buffers, events, ledger, parking, relays, values
 from config_core.state.keys import Namespace
 from config_core.state.ledger import LedgerRow, Status
@@ -260,7 +260,7 @@ class Relay:
                         entry_id: str) -> list[tuple[str, str, Event]]:
         """Store the event and publish its deliveries; return those for always-batched
         connectors, which the caller buffers together."""
-        routes = route(event["key"], context.triggers, context.configured)
+        routes = route_event(event, context.triggers, context.configured)
         urgencies = [u for u in ("high", "medium", "low") if u in routes.values()]
         event["urgency"] = urgencies[0] if urgencies else None
         if not routes:

@@ -164,7 +164,8 @@ def decided_event(ns: Namespace, request: dict[str, Any], outcome: str, by: str 
     approvers = [d["approver"] for d in request["decisions"] if d["decision"] == "approve"]
     metadata = {"request_id": request["request_id"], "decision": outcome,
                 "approved_by": approvers, "decided_by": by,
-                "decisions": request["decisions"], "base_version": request["base_version"]}
+                "decisions": request["decisions"], "base_version": request["base_version"],
+                "methods": request.get("methods") or []}
     change = Change(APPROVAL_DECIDED, ns.tenant, ns.environment, request["key"],
                     request["value"], by, reason, metadata)
     return event_only(change, json.dumps(request["value"], ensure_ascii=False))

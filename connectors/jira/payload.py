@@ -5,6 +5,8 @@ Which events make an issue, of which kind:
     config.changed / config.deleted    -> config_change  (a change of integrations.schemas ->
                                                            schema_update)
     config.error / security.violation  -> config_error
+    approval.requested                 -> config_change (jira as an approval method: a task
+                                                           for the approvers)
     anything else                      -> no issue (the connector skips it)
 
 v3 sends the description as an Atlassian Document (ADF: literal text, so a value cannot mention
@@ -50,17 +52,20 @@ SCHEMAS_KEY = "integrations.schemas"
 """The key whose change is a schema update."""
 
 KINDS = {"config.changed": "config_change", "config.deleted": "config_change",
-         "config.error": "config_error", "security.violation": "config_error"}
+         "config.error": "config_error", "security.violation": "config_error",
+         "approval.requested": "config_change"}
 """Event type -> kind of issue (``issue_types`` key)."""
 
 TITLES = {"config.changed": "Configuration changed", "config.deleted": "Configuration deleted",
-          "config.error": "Configuration error", "security.violation": "Security violation"}
+          "config.error": "Configuration error", "security.violation": "Security violation",
+          "approval.requested": "Approval requested"}
 
 INTROS = {
     "config.changed": "A configuration value changed.",
     "config.deleted": "A configuration value was deleted.",
     "config.error": "A configuration change was refused.",
     "security.violation": "A security policy refused a configuration write.",
+    "approval.requested": "A configuration change waits for approval.",
 }
 
 NOFORMAT = "{noformat}"

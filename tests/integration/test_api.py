@@ -176,3 +176,21 @@ def test_api__hostile_json__422_naming_the_problem(api: ApiServer, keys: dict[st
         assert response.status_code == 422, (message, response.text)
         assert message in response.json()["detail"]
     assert call(api, "GET", "/v1/configs/app.hostile", keys["read"]).status_code == 404
+
+
+def test_api__connector_field_by_its_alias__masked_then_revealed_to_admin(
+        api: ApiServer, keys: dict[str, str]) -> None:
+    # Given zendesk configured as one dict, its token rotated by the guide's name (api_key)
+    config = {"subdomain": "yourcompany", "email": "admin@yourcompany.com",
+              "api_token": "zd-api-old-1f2e"}
+    assert call(api, "PUT", "/v1/configs/integrations.zendesk", keys["admin"],
+                json={"value": config}).status_code == 200
+    assert call(api, "PUT", "/v1/configs/integrations.zendesk.api_key", keys["admin"],
+                json={"value": "zd-api-new-3c4d"}).status_code == 200
+    # When the field is read by either name
+    masked = call(api, "GET", "/v1/configs/integrations.zendesk.api_key", keys["read"])
+    shown = call(api, "GET", "/v1/configs/integrations.zendesk.api_token", keys["admin"],
+                 params={"reveal": "true"})
+    # Then a reader sees it masked, an administrator the new token
+    assert masked.status_code == 200 and masked.json()["value"] == "***"
+    assert shown.status_code == 200 and shown.json()["value"] == "zd-api-new-3c4d"

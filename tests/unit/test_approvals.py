@@ -146,6 +146,8 @@ async def test_approve__min_approvals_reached__applied_with_changed_event_and_hi
     assert changed[0]["metadata"]["approved_by"] == [DBA, PLATFORM]
     assert (decided["metadata"]["decision"], decided["metadata"]["approved_by"]) == (
         "approved", [DBA, PLATFORM])
+    # And the decision names the approval methods, so it reaches them like the request did
+    assert decided["metadata"]["methods"] == ["email", "slack", "jira"]
     assert request["decided_event_id"] == decided["event_id"]
 
 

@@ -77,7 +77,8 @@ def post_issue(fake: FakeJira, fields: dict[str, Any], version: int = 3,
     ("config.error", "app.database.port", "config_error"),
     ("security.violation", "app.database.password", "config_error"),
     ("deployment.finished", "app.database.host", None),
-    ("approval.requested", "app.database.host", None),
+    ("approval.requested", "app.database.host", "config_change"),
+    ("approval.decided", "app.database.host", None),
 ])
 def test_issue_kind__event_type_and_key__guide_kind_or_none(event_type: str, key: str,
                                                             kind: str | None) -> None:
@@ -94,6 +95,19 @@ def test_build_payload__guide_defaults__issue_type_per_kind(event_type: str, key
     fields = fields_of(make_event(type=event_type, key=key))
     assert fields["issuetype"] == {"name": expected_type}
     assert fields["project"] == {"key": "CONFIG"}
+
+
+def test_build_payload__approval_requested__task_naming_the_request_and_its_approvers() -> None:
+    # Given an approval request (jira is one of the guide's approval_methods)
+    event = make_event(type="approval.requested", key="app.database.host", metadata={
+        "request_id": "3f9a", "approvers": ["dba-team@company.com"], "min_approvals": 1})
+    # When its issue is built
+    fields = fields_of(event)
+    # Then it is a Task saying a change waits for approval, with the request's facts
+    assert fields["issuetype"] == {"name": "Task"}
+    assert fields["summary"] == "[production] Approval requested: app.database.host"
+    text = json.dumps(fields["description"])
+    assert "waits for approval" in text and "3f9a" in text and "dba-team@company.com" in text
 
 
 def test_build_payload__v3_change__adf_description_summary_and_fingerprint_label() -> None:

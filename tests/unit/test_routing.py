@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config_core.errors import ConfigError
-from config_core.routing import matches, route, validate_notifications
+from config_core.routing import matches, route, route_event, validate_notifications
 
 GUIDE_TRIGGERS = {
     "critical_changes": {"patterns": ["*.database.*", "*.security.*", "*.payment.*"],
@@ -64,3 +64,33 @@ def test_route__named_but_unconfigured_connector__left_out() -> None:
 def test_validate_notifications__malformed__names_the_field(value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         validate_notifications(value)
+
+
+def approval_event(event_type: str, methods: list[str]) -> dict[str, object]:
+    return {"type": event_type, "key": "app.database.host",
+            "metadata": {"request_id": "r1", "methods": methods}}
+
+
+@pytest.mark.parametrize("event_type", ["approval.requested", "approval.decided"])
+def test_route_event__approval_methods__each_configured_method_added(event_type: str) -> None:
+    # Given triggers that send database keys to discord only, and the guide's methods
+    triggers = {"critical": {"patterns": ["*.database.*"], "connectors": ["discord"],
+                             "urgency": "high"}}
+    event = approval_event(event_type, ["email", "slack", "jira"])
+    # When an approval event is routed with discord, slack and email configured
+    routes = route_event(event, triggers, {"discord", "slack", "email"})
+    # Then the trigger's connector keeps its queue, and the configured methods are added
+    assert routes == {"discord": "high", "slack": "medium", "email": "medium"}
+
+
+def test_route_event__method_also_in_a_trigger__keeps_the_trigger_urgency() -> None:
+    triggers = {"critical": {"patterns": ["*.database.*"], "connectors": ["slack"],
+                             "urgency": "high"}}
+    routes = route_event(approval_event("approval.requested", ["slack"]), triggers, {"slack"})
+    assert routes == {"slack": "high"}
+
+
+def test_route_event__other_event_types__methods_in_metadata_ignored() -> None:
+    triggers = {"critical": {"patterns": ["*.security.*"], "connectors": ["slack"]}}
+    event = {**approval_event("config.changed", ["slack"])}
+    assert route_event(event, triggers, {"slack"}) == {}

@@ -217,3 +217,39 @@ async def test_env_reference__variable_unset_in_the_worker__delivery_dead_naming
     # And what is stored is the reference, not a secret
     assert await service.get_config("integrations.zendesk.api_token", reveal=True) == (
         "${env:APGCFG_TEST_ZENDESK_TOKEN}")
+
+
+async def test_get_config__api_key_alias__reads_the_field_it_stands_for(
+        service: ConfigService, quiet: None) -> None:
+    # Given zendesk and github, whose secrets are named api_token and token
+    for name in ("zendesk", "github"):
+        await service.set_config(f"integrations.{name}", CONFIGS[name])
+    # When each is read back by the guide's name for it, api_key
+    masked = [await service.get_config(f"integrations.{n}.api_key") for n in ("zendesk", "github")]
+    revealed = [await service.get_config(f"integrations.{n}.api_key", reveal=True)
+                for n in ("zendesk", "github")]
+    # Then the reads are those of the declared fields: masked, or as stored when revealed
+    assert masked == ["***", "***"]
+    assert revealed == [OLD_TOKEN, "ghp_old-token"]
+    # And a connector without the alias still has no such field
+    await service.set_config("integrations.discord",
+                             {"webhook_url": "https://discord.com/api/webhooks/1/tok"})
+    assert await service.get_config("integrations.discord.api_key", None) is None
+
+
+async def test_get_entry__connector_field_or_its_alias__value_and_the_connector_version(
+        service: ConfigService, quiet: None) -> None:
+    # Given zendesk configured as one dict, then its token rotated by the guide's name
+    await service.set_config("integrations.zendesk", CONFIGS["zendesk"])
+    await service.set_config("integrations.zendesk.api_key", NEW_TOKEN)
+    # When single fields are read as entries (what GET /v1/configs/{key} answers)
+    alias = await service.get_entry("integrations.zendesk.api_key")
+    field = await service.get_entry("integrations.zendesk.api_token", reveal=True)
+    plain = await service.get_entry("integrations.zendesk.subdomain")
+    # Then each is the field's value (masked unless revealed) at the connector's version
+    assert alias == {"key": "integrations.zendesk.api_key", "value": "***", "version": 2}
+    assert field == {"key": "integrations.zendesk.api_token", "value": NEW_TOKEN, "version": 2}
+    assert plain["value"] == "yourcompany"
+    # And a field that is not set is still unknown
+    with pytest.raises(KeyError):
+        await service.get_entry("integrations.zendesk.default_assignee")
