@@ -64,8 +64,9 @@ class ConfigWrite(BaseModel):
         description="Sent again with the same key (within a day), the write is applied once "
                     "and the first answer is returned")
     require_approval: bool = Field(
-        default=False, description="The write must become a change request (202); 409 when "
-                                   "no approval rule here covers the key")
+        default=False, strict=True,
+        description="The write must become a change request (202); 409 when no approval rule "
+                    "here covers the key")
 
 
 class WriteResult(BaseModel):

@@ -6,8 +6,9 @@ import copy
 from typing import Any
 
 import pytest
+import redis
 
-from config_core import ConfigError, ConfigService
+from config_core import ConfigError, ConfigService, NoApprovalRule
 from config_core.sync import (
     Action,
     Baseline,
@@ -16,6 +17,8 @@ from config_core.sync import (
     decide,
     validate_multi_env_sync,
 )
+from tests.conftest import UNIT_DB, redis_url
+from workers import env_sync
 
 GUIDE: dict[str, Any] = {
     "environments": {
@@ -181,3 +184,41 @@ def test_baseline__stored_and_read__round_trips() -> None:
     last = Baseline(3, 7, {"request_id": "a" * 32, "source_version": 4}, 2, "409: no rule")
     assert Baseline.from_json(last.to_json()) == last
     assert Baseline.from_json(None) is None
+
+
+# scheduling and the approval-only write ----------------------------------------------------
+
+
+async def test_guide_section__seen_from_staging__production_due_once_per_interval(
+        redis_server: str, tenant: str, raw_redis: redis.Redis) -> None:
+    # Given the guide's section stored in staging
+    staging = ConfigService(redis_url=redis_url(UNIT_DB), environment="staging", tenant=tenant)
+    await staging.set_config_local_only("integrations.multi_env_sync", GUIDE)
+    # When the relay's sweep asks twice within sync_interval
+    first = env_sync.due_targets(raw_redis, staging.namespace)
+    second = env_sync.due_targets(raw_redis, staging.namespace)
+    await staging.close()
+    # Then production's run is published once, and staging (itself) never
+    assert (first, second) == (["production"], [])
+    assert 0 < raw_redis.ttl(staging.namespace.key("sync", "due", "production")) <= 300
+
+
+async def test_no_section__sweep_asks__nothing_due(service: ConfigService,
+                                                   raw_redis: redis.Redis) -> None:
+    await service.set_config("app.x", 1)
+    assert env_sync.due_targets(raw_redis, service.namespace) == []
+
+
+async def test_require_approval__no_rule_covers_key__refused_and_nothing_written(
+        service: ConfigService) -> None:
+    # Given approval rules for *.database.* only
+    await service.set_config("integrations.approvals", {"required_approvals": {
+        "*.database.*": {"approvers": ["dba@company.com"], "min_approvals": 1,
+                         "timeout": 60}}})
+    # When a write that must be approved targets another key
+    with pytest.raises(NoApprovalRule, match=r"app\.flag"):
+        await service.set_config("app.flag", True, require_approval=True)
+    # Then nothing was written; and a covered key becomes a change request
+    assert await service.get_config("app.flag", None) is None
+    result = await service.set_config("app.database.host", "db2", require_approval=True)
+    assert result.status == "pending_approval" and result.request_id
