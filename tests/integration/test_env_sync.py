@@ -21,10 +21,13 @@ import pytest
 import redis
 import requests
 
+from config_core.state.keys import Namespace
 from tests.conftest import redis_url
 from tests.fakes.discord import FakeDiscord
 from tests.integration.apiserver import ROOT, ApiServer
 from tests.integration.workerproc import WorkerProcess
+from workers import env_sync
+from workers.redis_client import connect
 
 pytestmark = pytest.mark.integration
 
@@ -281,6 +284,28 @@ def test_source_wins_then_target_wins__key_changed_on_both_sides__winner_kept(
     until("pushed after", lambda: value_in(envs.production, envs.production_admin,
                                            "wins.level") == "s4")
     assert [c for c in sync_cli(envs, "conflicts") if c["key"] == "wins.level"] == []
+
+
+def test_push__sent_again_after_a_lost_answer__applied_once(
+        envs: Environments, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a key of staging that production takes, not synced yet
+    configure(envs, ["retry.*"])
+    monkeypatch.setenv("PRODUCTION_CONFIG_API_KEY", envs.production_sync_key)
+    client = connect(redis_url(STAGING_DB))
+    ns = Namespace("company", "staging")
+    # When the same version is pushed twice (the first answer lost: no baseline recorded)
+    with client:
+        client.set(ns.key("sync", "lock", "production"), "1", ex=60)  # keep the worker out
+        put(envs.staging, envs.staging_admin, "retry.key", "once")
+        work = env_sync.job(client, ns, "production")
+        local = env_sync.Local('"once"', '"once"', 1)
+        outcomes = [env_sync.push(work, "retry.key", local, None) for _ in range(2)]
+        client.delete(ns.key("sync", "lock", "production"))
+    # Then production applied it once
+    assert outcomes == ["pushed", "pushed"]
+    history = call(envs.production, envs.production_admin, "GET",
+                   "/v1/configs/retry.key/history").json()
+    assert [(h["version"], h["value"]) for h in history] == [(1, "once")]
 
 
 def test_api_key_reference__variable_unset__run_fails_naming_it(envs: Environments) -> None:
