@@ -21,10 +21,16 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config_core.access import RANK, required_role
-from config_core.errors import AccessDenied, ApprovalDenied, ConfigError, IntegrationError
+from config_core.errors import (
+    AccessDenied,
+    ApprovalDenied,
+    ConfigError,
+    IntegrationError,
+    NoApprovalRule,
+)
 from config_core.service import ConfigService
 from config_core.state import apikeys
-from config_core.validation import MAX_KEY_LENGTH
+from config_core.validation import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_KEY_LENGTH
 
 MAX_BODY_BYTES = 1024 * 1024
 """Largest request body accepted, in bytes; a larger one gets 413 before it is parsed."""
@@ -53,6 +59,14 @@ class ConfigEntry(BaseModel):
 class ConfigWrite(BaseModel):
     value: Any = Field(description="Any JSON value, at most 64 KiB encoded")
     reason: str | None = Field(default=None, max_length=1000)
+    idempotency_key: str | None = Field(
+        default=None, max_length=MAX_IDEMPOTENCY_KEY_LENGTH, pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Sent again with the same key (within a day), the write is applied once "
+                    "and the first answer is returned")
+    require_approval: bool = Field(
+        default=False, strict=True,
+        description="The write must become a change request (202); 409 when no approval rule "
+                    "here covers the key")
 
 
 class WriteResult(BaseModel):
@@ -227,13 +241,16 @@ def _routes(app: FastAPI) -> None:
 
     @app.put("/v1/configs/{key}", responses={
         **WRITE_ERRORS, 400: {"model": Problem, "description": "The body is not JSON"},
+        409: {"model": Problem, "description": "require_approval, but no approval rule "
+                                               "covers the key"},
         202: {"model": WriteResult, "description": "The key needs approval: a change request "
                                                    "was made (request_id)"}})
     async def put_config(key: KeyPath, body: ConfigWrite, svc: Service,
                          caller: Caller, response: Response) -> WriteResult:
         _require(caller, required_role(key), f"writing {key}")
-        result = await _write(lambda: svc.set_config(key, body.value, changed_by=caller.caller,
-                                                     reason=body.reason))
+        result = await _write(lambda: svc.set_config(
+            key, body.value, changed_by=caller.caller, reason=body.reason,
+            idempotency_key=body.idempotency_key, require_approval=body.require_approval))
         if result.status == "pending_approval":
             response.status_code = 202
         return result
@@ -323,6 +340,8 @@ async def _write(action: Callable[[], Awaitable[Any]]) -> WriteResult:
         raise HTTPException(404, f"{exc.args[0]!r} has no value") from None
     except AccessDenied as exc:
         raise HTTPException(403, str(exc)) from None
+    except NoApprovalRule as exc:
+        raise HTTPException(409, str(exc)) from None
     except ConfigError as exc:
         raise HTTPException(422, str(exc)) from None
     except (IntegrationError, RedisError) as exc:

@@ -25,7 +25,8 @@ from apgcfg.api import create_app
 from config_core.errors import ApgConfigError, ConfigError
 from config_core.service import ConfigService
 from config_core.state import apikeys, directory
-from workers import identity
+from config_core.state import sync as sync_state
+from workers import env_sync, identity
 from workers.redis_client import connect
 
 Handler = Callable[[ConfigService, argparse.Namespace], Awaitable[Any]]
@@ -234,6 +235,31 @@ async def _identity(service: ConfigService, args: argparse.Namespace) -> dict[st
         client.close()
 
 
+async def _sync(service: ConfigService, args: argparse.Namespace) -> Any:
+    """Multi-environment sync: state, conflicts, a run now (in this process), a resolution."""
+    client = connect(service.redis_url)
+    ns = service.namespace
+    try:
+        if args.action == "status":
+            return env_sync.status(client, ns)
+        if args.action == "conflicts":
+            return sync_state.conflicts(client, ns)
+        if args.action == "resolve":
+            if not args.key or not args.take:
+                raise ConfigError("sync resolve needs KEY and --take source|target")
+            return await asyncio.to_thread(env_sync.resolve, client, ns, args.key, args.take,
+                                           args.target)
+        settings = env_sync.settings_of(client, ns)
+        targets = [args.target] if args.target else sorted(settings.targets if settings else [])
+        if not targets:
+            raise ConfigError(f"integrations.multi_env_sync names no environment to push to "
+                              f"from {ns.environment}")
+        return [await asyncio.to_thread(env_sync.run, client, ns, target,
+                                        retry_refused=args.retry_refused) for target in targets]
+    finally:
+        client.close()
+
+
 _KEY = (("key",), {"help": "configuration key, e.g. app.database.host"})
 _EVENT = (("event_id",), {"help": "event id (printed by set)"})
 
@@ -281,6 +307,16 @@ _COMMANDS: dict[str, tuple[Handler, str, list[tuple[tuple[str, ...], dict[str, A
                                      "conflicted"], "help": "list: only these"}),
         (("--by",), {"help": "approve, reject: the approver's e-mail"}),
         (("--reason",), {"help": "reject: why"}),
+    ]),
+    "sync": (_sync, "multi-environment sync: status, conflicts, run now, resolve a conflict", [
+        (("action",), {"choices": ["status", "conflicts", "run", "resolve"]}),
+        (("key",), {"nargs": "?", "help": "resolve: the key in conflict"}),
+        (("--take",), {"choices": ["source", "target"],
+                       "help": "resolve: push this environment's value (source) or keep the "
+                               "target's (target)"}),
+        (("--target",), {"help": "run, resolve: only this target environment"}),
+        (("--retry-refused",), {"action": "store_true",
+                                "help": "run: push again versions a target refused"}),
     ]),
     "role": (_role, "print the role the identity directory gives EMAIL", [
         (("email",), {"help": "user e-mail"}),

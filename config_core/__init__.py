@@ -6,8 +6,9 @@ from config_core.errors import (
     ApprovalDenied,
     ConfigError,
     IntegrationError,
+    NoApprovalRule,
 )
 from config_core.service import ConfigService, SetResult
 
 __all__ = ["AccessDenied", "ApgConfigError", "ApprovalDenied", "ConfigError", "ConfigService",
-           "IntegrationError", "SetResult"]
+           "IntegrationError", "NoApprovalRule", "SetResult"]

@@ -3,7 +3,8 @@
     ApgConfigError
     ├── ConfigError             a key, value or connector config was refused; nothing was written
     │   ├── AccessDenied        the caller's role may not write that key
-    │   └── ApprovalDenied      the caller may not decide that change request
+    │   ├── ApprovalDenied      the caller may not decide that change request
+    │   └── NoApprovalRule      a write that must be approved, on a key no approval rule covers
     └── IntegrationError        the change could not be recorded for delivery; nothing was written
 
 Connector failures (``connectors.errors``) hang from ``ApgConfigError`` too.
@@ -34,6 +35,10 @@ class AccessDenied(ConfigError):
 
 class ApprovalDenied(ConfigError):
     """The caller is not one of the request's approvers, or is the one who asked for it."""
+
+
+class NoApprovalRule(ConfigError):
+    """A write asked to go through approval, but no approval rule covers its key."""
 
 
 class IntegrationError(ApgConfigError):

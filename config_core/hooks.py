@@ -44,6 +44,10 @@ class ConnectorCatalog(Protocol):
 
     def wrap_async(self, connector: Any) -> Any: ...
 
+    def endpoint_problem(self, url: str) -> str | None:
+        """Why ``url`` may not be called (not http(s), an internal address not allowed), as
+        the connectors' outbound policy judges it; None when it may."""
+
 
 INLINE_GROUP = "apgcfg.inline_dispatch"
 CATALOG_GROUP = "apgcfg.connectors"

@@ -10,6 +10,7 @@ from config_core.approvals import validate_approvals
 from config_core.errors import ConfigError
 from config_core.routing import validate_notifications
 from config_core.schemas import validate_schemas
+from config_core.sync import validate_multi_env_sync
 
 PREFIX = "integrations."
 
@@ -78,6 +79,7 @@ SYSTEM_SECTIONS: dict[str, Callable[[Any], None]] = {
     "access": validate_access,
     "retries": _validate_retries,
     "approvals": validate_approvals,
+    "multi_env_sync": validate_multi_env_sync,
 }
 """Sections under ``integrations.`` that configure the service itself, not a connector."""
 

@@ -20,7 +20,7 @@ from config_core.approvals import (
     requested_metadata,
     rule_for,
 )
-from config_core.errors import AccessDenied, ConfigError, IntegrationError
+from config_core.errors import AccessDenied, ConfigError, IntegrationError, NoApprovalRule
 from config_core.events import (
     APPROVAL_REQUESTED,
     CHANGED,
@@ -94,14 +94,18 @@ class ConfigService:
 
     async def set_config(self, key: str, value: Any, *, changed_by: str | None = None,
                          reason: str | None = None, metadata: dict[str, Any] | None = None,
-                         idempotency_key: str | None = None) -> SetResult:
+                         idempotency_key: str | None = None,
+                         require_approval: bool = False) -> SetResult:
         """Store ``value`` under ``key`` and emit a ``config.changed`` event for delivery.
 
         ``idempotency_key``: calling again with the same key (within a day) applies nothing
         and returns the first call's result; use it to retry a call whose outcome is unknown.
+        ``require_approval``: the change must become a change request; ``NoApprovalRule``
+        (nothing written) when no rule of ``integrations.approvals`` covers the key.
         """
         return await self._set(key, value, changed_by, reason, metadata, emit=True,
-                               idempotency_key=idempotency_key)
+                               idempotency_key=idempotency_key,
+                               require_approval=require_approval)
 
     async def rotate_secret(self, key: str, new_value: Any, *, changed_by: str | None = None,
                             reason: str | None = None,
@@ -148,12 +152,18 @@ class ConfigService:
 
     async def _set(self, key: str, value: Any, changed_by: str | None, reason: str | None,
                    metadata: dict[str, Any] | None, *, emit: bool,
-                   idempotency_key: str | None, kind: str = CHANGED) -> SetResult:
+                   idempotency_key: str | None, kind: str = CHANGED,
+                   require_approval: bool = False) -> SetResult:
         try:
             canonical = await self._canonical_key(check_key(key))
             change = self._change(kind, canonical, value, changed_by, reason, metadata,
                                   idempotency_key)
             rule = await self._approval_rule(canonical)
+            if rule is None and require_approval:
+                raise NoApprovalRule(
+                    f"{canonical!r} must be approved here, but no rule of "
+                    f"{APPROVALS_KEY}.required_approvals in {self.environment} covers it; add "
+                    "one (or write without require_approval)")
             if rule is not None:
                 result = await self._request_approval(change, rule, local_only=not emit)
             else:
@@ -161,6 +171,8 @@ class ConfigService:
                 result = SetResult("applied", change.key, applied.version, applied.event_id)
         except AccessDenied as exc:
             raise await self._refuse(exc, changed_by, value) from None
+        except NoApprovalRule:
+            raise
         except ConfigError as exc:
             if emit:
                 await self._report_error(key, value, exc, changed_by, reason)

@@ -9,6 +9,7 @@ from typing import Any
 from config_core import settings
 from config_core.errors import ConfigError
 from connectors.base import AsyncConnector, BaseConnector
+from connectors.settings import http_url
 
 BUILTIN: dict[str, str] = {
     "discord": "connectors.discord.DiscordConnector",
@@ -127,3 +128,6 @@ class Catalog:
 
     def wrap_async(self, connector: Any) -> AsyncConnector:
         return AsyncConnector(connector)
+
+    def endpoint_problem(self, url: str) -> str | None:
+        return http_url(url)

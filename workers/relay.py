@@ -15,7 +15,8 @@ Nothing stops it for long:
 Every ``SWEEP_EVERY_S`` it also claims entries a dead relay left pending (XAUTOCLAIM),
 publishes parked tasks that are due, reruns batches whose worker died, reconciles deliveries
 whose task was lost (ledger rows still open past their time), expires change requests whose
-approvers did not decide in time, and reports its liveness.
+approvers did not decide in time, publishes the multi-environment syncs that are due
+(``workers.env_sync``, once per ``sync_interval``), and reports its liveness.
 In eager mode the writer calls ``drain_inline`` instead.
 """
 
@@ -38,7 +39,7 @@ from config_core.state import approvals, buffers, events, ledger, parking, relay
 from config_core.state.keys import Namespace
 from config_core.state.ledger import LedgerRow, Status
 from connectors import registry
-from workers import batches, performance, scheduling
+from workers import batches, env_sync, performance, scheduling
 from workers.redis_client import connect, using
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class Relay:
             self._isolated(ns, "claim", self._claim_abandoned, ns)
             self._isolated(ns, "reconcile", self.reconcile, ns)
             self._isolated(ns, "expire approvals", self.expire_approvals, ns)
+            self._isolated(ns, "multi-environment sync", self.schedule_env_sync, ns)
             backlog[ns.name] = self._isolated(ns, "backlog", relays.backlog, self.client, ns)
         self._release_parked()
         for ns, connector, batch_id in buffers.expired(self.client):
@@ -200,6 +202,13 @@ class Relay:
         if expired:
             log.info("outbox relay: %d change requests of %s expired", expired, ns.name)
         return expired
+
+    def schedule_env_sync(self, ns: Namespace) -> int:
+        """Publish a sync task for each target of ``ns`` whose ``sync_interval`` has passed."""
+        due = env_sync.due_targets(self.client, ns)
+        for target in due:
+            scheduling.publish(env_sync.TASK, [ns.name, target], {})
+        return len(due)
 
     def _lost_task(self, ns: Namespace, event_id: str, connector: str, kind: str
                    ) -> tuple[str, list[Any], dict[str, Any]] | None:

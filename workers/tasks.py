@@ -8,7 +8,7 @@ from celery import Task
 
 from config_core.state.keys import Namespace
 from connectors import registry
-from workers import batches, delivery, follow_ups, identity, performance, scheduling
+from workers import batches, delivery, env_sync, follow_ups, identity, performance, scheduling
 from workers.celery_app import app
 from workers.redis_client import client
 
@@ -67,6 +67,19 @@ def identity_sync(namespace: str, provider: str) -> dict[str, Any]:
         return {"status": "error", "error": str(exc)}
     finally:
         identity.release(client(), ns, provider)
+
+
+ENV_SYNC_TIME_LIMIT_S = 300
+"""Hard time limit of one sync run (every key is a call or two to the target's API). The task
+is acknowledged when it starts, so a run longer than the visibility timeout is not run twice;
+a run lost with its worker is the next interval's."""
+
+
+@app.task(name=env_sync.TASK, acks_late=False, soft_time_limit=ENV_SYNC_TIME_LIMIT_S - 30,
+          time_limit=ENV_SYNC_TIME_LIMIT_S)
+def env_sync_run(namespace: str, target: str) -> dict[str, Any]:
+    """Push the keys ``target`` syncs from ``namespace`` (published by the relay's sweep)."""
+    return env_sync.run(client(), Namespace.parse(namespace), target)
 
 
 @app.task(name=batches.FLUSH_TASK)

@@ -24,11 +24,12 @@ def free_port() -> int:
 class ApiServer:
     """``python -m apgcfg.cli serve`` on a free loopback port."""
 
-    def __init__(self, redis_url: str, tenant: str, log_dir: Path) -> None:
+    def __init__(self, redis_url: str, tenant: str, log_dir: Path, *,
+                 environment: str = "production") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.options = ["--redis-url", redis_url, "--tenant", tenant, "--environment",
-                        "production"]
+                        environment]
         self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.env.pop("CELERY_TASK_ALWAYS_EAGER", None)
         self.log_path = log_dir / f"api-{self.port}.log"
