@@ -19,8 +19,9 @@ from typing import Any
 
 from config_core.errors import ApgConfigError, ConfigError
 from config_core.events import Event
+from config_core.health import thresholds
 from config_core.masking import redact, secret_strings
-from config_core.state import breakers, ledger
+from config_core.state import breakers, health, ledger
 from config_core.state.keys import Namespace
 from config_core.state.ledger import LedgerRow, Status
 from connectors.base import BaseConnector, call
@@ -31,7 +32,7 @@ from connectors.errors import (
     TransportError,
     Unavailable,
 )
-from workers import batches, follow_ups, loading, performance, scheduling
+from workers import batches, follow_ups, lines, loading, performance, scheduling
 from workers.context import RedisContext
 from workers.redis_client import client
 from workers.retrying import RetryPolicy, backoff_s
@@ -62,8 +63,13 @@ class Outcome:
     retry_in_s: float | None = None
 
 
-def deliver(namespace: str, event_id: str, name: str, urgency: str) -> Outcome:
-    """Attempt one delivery of ``event_id`` to connector ``name`` and record the outcome."""
+def deliver(namespace: str, event_id: str, name: str, urgency: str, *,
+            from_line: bool = False) -> Outcome:
+    """Attempt one delivery of ``event_id`` to connector ``name`` and record the outcome.
+
+    While the connector is paused (or earlier deliveries still wait for it) the delivery
+    joins its line instead, not attempted; ``from_line`` is the line's own drain sending it.
+    """
     ns = Namespace.parse(namespace)
     loaded = loading.load(client(), ns, event_id, name)
     connector, problem = _connector(ns, name, loaded)
@@ -73,6 +79,10 @@ def deliver(namespace: str, event_id: str, name: str, urgency: str) -> Outcome:
             return Outcome(str(Status.BATCHED))
     except Exception as exc:  # noqa: BLE001 - a connector's batch policy may raise anything
         connector, problem = None, _unusable(name, exc, loaded.config)
+    must_wait = loaded.line or health.is_paused(loaded.record or {})
+    if must_wait and lines.join(ns, event_id, name, urgency, loaded.row_text, loaded.event,
+                                from_line):
+        return Outcome(str(Status.WAITING))
     if loaded.breaker.open_for_s() and connector is not None and not scheduling.eager():
         return _wait_for_breaker(ns, event_id, name, urgency, loaded)
     taken = ledger.claim(client(), ns, event_id, name, urgency, LEASE_S, loaded.row_text)
@@ -88,8 +98,12 @@ def deliver(namespace: str, event_id: str, name: str, urgency: str) -> Outcome:
                           else _attempt(connector, problem, event, taken.row, policy))
     pipe = client().pipeline(transaction=False)
     ledger.finish(pipe, ns, event_id, row, taken.token)
-    _tell_breaker(pipe, ns, name, row, vendor_failed)
-    pipe.execute()
+    if settled is None:
+        _tell_health(pipe, ns, name, row, vendor_failed, loaded)
+    replies = pipe.execute()
+    if settled is None and row.status != Status.DELIVERED and len(replies) > 1 \
+            and isinstance(replies[1], list) and replies[1][1]:
+        lines.announce_pause(ns, name, int(replies[1][0]), row.last_error or "")
     if loaded.timed and loaded.event:
         took_ms = (time.monotonic() - started) * 1000
         performance.record(client(), ns, [performance.sample("delivery", took_ms, event, name)])
@@ -143,13 +157,17 @@ def _wait_for_breaker(ns: Namespace, event_id: str, name: str, urgency: str,
     return Outcome(str(row.status), _wait(row))
 
 
-def _tell_breaker(pipe: Any, ns: Namespace, name: str, row: LedgerRow,
-                  vendor_failed: bool) -> None:
-    """A vendor that answered closes its breaker; a transport failure or 5xx counts."""
+def _tell_health(pipe: Any, ns: Namespace, name: str, row: LedgerRow, vendor_failed: bool,
+                 loaded: loading.Loaded) -> None:
+    """A delivery ends the failure streak (and closes the breaker); a failed attempt adds to
+    it and may pause the connector; a transport failure or 5xx may open its breaker."""
     if row.status == Status.DELIVERED:
-        breakers.succeeded(pipe, ns, name)
-    elif vendor_failed:
-        breakers.failed(pipe, ns, name, row.last_error or "")
+        health.succeeded(pipe, ns, name)
+    elif row.status in (Status.RETRYING, Status.DEAD):
+        _, pause_after = thresholds(loaded.health)
+        health.failed(pipe, ns, name, row.last_error or "", pause_after)
+        if vendor_failed:
+            breakers.vendor_failed(pipe, ns, name)
 
 
 def _settle_doubt(connector: BaseConnector | None, row: LedgerRow, policy: RetryPolicy

@@ -15,7 +15,8 @@ Nothing stops it for long:
 Every ``SWEEP_EVERY_S`` it also claims entries a dead relay left pending (XAUTOCLAIM),
 publishes parked tasks that are due, reruns batches whose worker died, reconciles deliveries
 whose task was lost (ledger rows still open past their time), expires change requests whose
-approvers did not decide in time, and reports its liveness.
+approvers did not decide in time, restarts the drain of a resumed connector's waiting line
+whose drain died, and reports its liveness.
 In eager mode the writer calls ``drain_inline`` instead.
 """
 
@@ -38,7 +39,7 @@ from config_core.state import approvals, buffers, events, ledger, parking, relay
 from config_core.state.keys import Namespace
 from config_core.state.ledger import LedgerRow, Status
 from connectors import registry
-from workers import batches, performance, scheduling
+from workers import batches, lines, performance, scheduling
 from workers.redis_client import connect, using
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class Relay:
             self._isolated(ns, "claim", self._claim_abandoned, ns)
             self._isolated(ns, "reconcile", self.reconcile, ns)
             self._isolated(ns, "expire approvals", self.expire_approvals, ns)
+            self._isolated(ns, "waiting lines", lines.restart_stalled, self.client, ns)
             backlog[ns.name] = self._isolated(ns, "backlog", relays.backlog, self.client, ns)
         self._release_parked()
         for ns, connector, batch_id in buffers.expired(self.client):
@@ -249,6 +251,8 @@ class Relay:
                                             context, entry_id)
             if events.REPLAY_FIELD in fields:
                 self._replay(ns, json.loads(fields[events.REPLAY_FIELD]), context)
+            if events.DRAIN_FIELD in fields:
+                lines.schedule(ns, fields[events.DRAIN_FIELD])
             return []
         except TRANSIENT:
             raise
