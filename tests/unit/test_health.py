@@ -65,7 +65,7 @@ async def test_guide_monitoring_snippet__failing_slack__reports_unhealthy(
                     "status": "healthy" if health else "unhealthy",
                     "last_check": datetime.utcnow().isoformat()
                 }
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - the guide's snippet, as pasted
                 results[connector_name] = {
                     "status": "error",
                     "error": str(e),
