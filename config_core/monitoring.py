@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
 from config_core import health, hooks
+from config_core.errors import IntegrationError
 from config_core.state import directory, events
 from config_core.state import health as records
 from config_core.state.values import event_only
+
+log = logging.getLogger(__name__)
 
 
 class HealthMonitoring:
@@ -116,6 +120,7 @@ class HealthMonitoring:
         record = await self.store.redis.hgetall(key)
         if records.is_paused(record) and check_ok and connector.connector.probes_vendor():
             await self._resume(name)
+            await self._dispatch_inline()  # type: ignore[attr-defined]
             record = await self.store.redis.hgetall(key)
         return connector, health.judge(check_ok, error, record, settings)
 
@@ -132,7 +137,10 @@ class HealthMonitoring:
         change = health.change_event(self.tenant, self.environment, name, previous or "",
                                      result)
         if change is not None:
-            await self.store.write(event_only(change, "null"))
+            try:
+                await self.store.write(event_only(change, "null"))
+            except IntegrationError as exc:  # the check's answer stands; the event could not
+                log.warning("could not record %s for %s: %s", change.type, name, exc)
         return result
 
 

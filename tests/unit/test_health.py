@@ -12,6 +12,7 @@ import redis
 from config_core import ConfigError, ConfigService
 from config_core.state import breakers, health
 from config_core.state.keys import Namespace
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeSlack
 
 
@@ -189,3 +190,31 @@ def test_breaker__shares_health_streak__opens_on_vendor_failure_after_threshold(
     health.succeeded(raw_redis, ns, "slack")
     record = health.read(raw_redis, ns, "slack")
     assert health.failures(record) == 0 and breakers.Breaker.parse(record).open_for_s() == 0
+
+
+async def test_paused_connector_with_vendor_check__check_passes__resumed_and_line_sent(
+        service: ConfigService, discord_fake: FakeDiscord) -> None:
+    # Given Discord (whose check fetches its webhook) paused, with two deliveries waiting
+    url = discord_fake.add_webhook()
+    await service.set_config("integrations.discord", {"webhook_url": url})
+    await service.pause_connector("discord", reason="maintenance")
+    results = [await service.set_config(f"app.wait.k{i}", i) for i in range(2)]
+    assert [(await service.get_deliveries(r.event_id))[0]["status"] for r in results] == [
+        "waiting", "waiting"]
+    # When a health check finds the vendor answering
+    report = (await service.check_integration_health())["discord"]
+    # Then the connector is resumed, healthy, and the waiting changes went out in order
+    assert report["status"] == "healthy" and report["paused"] is False
+    keys = [m["embeds"][0]["fields"][0]["value"] for m in discord_fake.messages(url)]
+    assert [k for k in keys if "app.wait" in k] == ["app.wait.k0", "app.wait.k1"]
+
+
+async def test_paused_slack__config_only_check_passes__stays_paused(
+        service: ConfigService, slack_fake: FakeSlack) -> None:
+    # Given Slack (whose check only reads the config) paused with a delivery waiting
+    await service.set_config("integrations.slack", {"webhook_url": slack_fake.add_webhook()})
+    await service.pause_connector("slack")
+    result = await service.set_config("app.wait", 1)
+    # When a health check runs / Then it stays paused: the check proves nothing of the vendor
+    assert (await service.check_integration_health())["slack"]["paused"] is True
+    assert (await service.get_deliveries(result.event_id))[0]["status"] == "waiting"
