@@ -218,3 +218,38 @@ async def test_paused_slack__config_only_check_passes__stays_paused(
     # When a health check runs / Then it stays paused: the check proves nothing of the vendor
     assert (await service.check_integration_health())["slack"]["paused"] is True
     assert (await service.get_deliveries(result.event_id))[0]["status"] == "waiting"
+
+
+def test_drain__head_fails_again__stays_first_waiting_nothing_overtakes(
+        raw_redis: redis.Redis, tenant: str, eager: None) -> None:
+    from config_core.state import ledger
+    from config_core.state.ledger import LedgerRow, Status
+    from workers import lines
+    from workers.delivery import Outcome
+
+    # Given two deliveries waiting in Slack's line
+    ns = Namespace(tenant, "production")
+    for score, event_id in enumerate(["e1", "e2"]):
+        row = LedgerRow.new("slack", "medium", Status.WAITING)
+        raw_redis.hset(ledger.rows_key(ns, event_id), "slack", row.to_json())
+        raw_redis.zadd(health.line_key(ns, "slack"), {event_id: score})
+    sent: list[str] = []
+
+    def deliver(namespace: str, event_id: str, name: str, urgency: str, *,
+                from_line: bool) -> Outcome:
+        # the head is attempted and fails again (retrying in 30 s)
+        sent.append(event_id)
+        row = ledger.load(raw_redis, ns, event_id, name)
+        assert row is not None and row.status == Status.PENDING and from_line
+        ledger.finish(raw_redis, ns, event_id, row.mark(Status.RETRYING, "boom", 30.0))
+        return Outcome("retrying", 30.0)
+
+    # When the line is drained
+    assert lines.drain(ns.name, "slack", deliver) == "waiting for a retry"
+    # Then only the head was tried; it is back at the head, waiting, and the drain holds
+    # the line until its retry is due
+    assert sent == ["e1"]
+    assert raw_redis.zrange(health.line_key(ns, "slack"), 0, -1) == ["e1", "e2"]
+    assert ledger.load(raw_redis, ns, "e1", "slack").status == Status.WAITING  # type: ignore
+    assert raw_redis.zscore(ledger.due_key(ns), ledger.due_member("e1", "slack")) is None
+    assert raw_redis.ttl(health.drain_key(ns, "slack")) > 0
