@@ -27,6 +27,7 @@ from config_core.state.ledger import LedgerRow, Status
 from connectors.base import BaseConnector, call
 from connectors.errors import (
     PermanentError,
+    RateLimited,
     RetryableError,
     Skipped,
     TransportError,
@@ -94,15 +95,14 @@ def deliver(namespace: str, event_id: str, name: str, urgency: str, *,
     started = time.monotonic()
     policy = _policy(name, loaded)
     settled = _settle_doubt(connector, taken.row, policy) if taken.kind == "in_doubt" else None
-    row, vendor_failed = ((settled, False) if settled is not None
-                          else _attempt(connector, problem, event, taken.row, policy))
+    row, failure = ((settled, "") if settled is not None
+                    else _attempt(connector, problem, event, taken.row, policy))
     pipe = client().pipeline(transaction=False)
     ledger.finish(pipe, ns, event_id, row, taken.token)
     if settled is None:
-        _tell_health(pipe, ns, name, row, vendor_failed, loaded)
+        _tell_health(pipe, ns, name, row, failure, loaded)
     replies = pipe.execute()
-    if settled is None and row.status != Status.DELIVERED and len(replies) > 1 \
-            and isinstance(replies[1], list) and replies[1][1]:
+    if failure in (VENDOR, OTHER) and isinstance(replies[1], list) and replies[1][1]:
         lines.announce_pause(ns, name, int(replies[1][0]), row.last_error or "")
     if loaded.timed and loaded.event:
         took_ms = (time.monotonic() - started) * 1000
@@ -157,16 +157,16 @@ def _wait_for_breaker(ns: Namespace, event_id: str, name: str, urgency: str,
     return Outcome(str(row.status), _wait(row))
 
 
-def _tell_health(pipe: Any, ns: Namespace, name: str, row: LedgerRow, vendor_failed: bool,
+def _tell_health(pipe: Any, ns: Namespace, name: str, row: LedgerRow, failure: str,
                  loaded: loading.Loaded) -> None:
     """A delivery ends the failure streak (and closes the breaker); a failed attempt adds to
     it and may pause the connector; a transport failure or 5xx may open its breaker."""
     if row.status == Status.DELIVERED:
         health.succeeded(pipe, ns, name)
-    elif row.status in (Status.RETRYING, Status.DEAD):
+    elif failure in (VENDOR, OTHER):
         _, pause_after = thresholds(loaded.health)
         health.failed(pipe, ns, name, row.last_error or "", pause_after)
-        if vendor_failed:
+        if failure == VENDOR:
             breakers.vendor_failed(pipe, ns, name)
 
 
@@ -187,29 +187,36 @@ def _settle_doubt(connector: BaseConnector | None, row: LedgerRow, policy: Retry
     return None
 
 
+THROTTLED = "throttled"
+VENDOR = "vendor"
+OTHER = "other"
+"""How an attempt failed: rate limited (no sign of ill health: neither counts), no answer or a
+5xx (counts, and towards the breaker), anything else (counts)."""
+
+
 def _attempt(connector: BaseConnector | None, problem: Exception | None, event: Event,
-             row: LedgerRow, policy: RetryPolicy) -> tuple[LedgerRow, bool]:
-    """Send once; the row marked with the outcome, and whether the vendor failed (no answer,
-    or a 5xx), which counts towards its breaker."""
+             row: LedgerRow, policy: RetryPolicy) -> tuple[LedgerRow, str]:
+    """Send once; the row marked with the outcome, and how it failed ("" when it did not)."""
     try:
         if connector is None:
             raise problem or ConfigError("the connector could not be built")
         result = _send(connector, event)
     except Skipped as exc:
         row.detail["skipped"] = _text(exc, connector)
-        return row.mark(Status.SKIPPED), False
+        return row.mark(Status.SKIPPED), ""
     except (PermanentError, ConfigError) as exc:
-        return row.mark(Status.DEAD, _text(exc, connector)), False
+        return row.mark(Status.DEAD, _text(exc, connector)), OTHER
     except RetryableError as exc:
-        down = isinstance(exc, (TransportError, Unavailable))
-        return failed(row, policy, _text(exc, connector), exc.retry_after_s), down
+        kind = (VENDOR if isinstance(exc, (TransportError, Unavailable))
+                else THROTTLED if isinstance(exc, RateLimited) else OTHER)
+        return failed(row, policy, _text(exc, connector), exc.retry_after_s), kind
     except Exception as exc:  # noqa: BLE001 - a custom connector may raise anything
         log.warning("delivery %s to %s raised %s", event.get("event_id"), row.connector,
                     type(exc).__name__)
-        return failed(row, policy, _text(exc, connector), None), False
+        return failed(row, policy, _text(exc, connector), None), OTHER
     if isinstance(result, dict):
         row.detail.update(result)
-    return row.mark(Status.DELIVERED), False
+    return row.mark(Status.DELIVERED), ""
 
 
 def failed(row: LedgerRow, policy: RetryPolicy, error: str,

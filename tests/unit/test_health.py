@@ -253,3 +253,19 @@ def test_drain__head_fails_again__stays_first_waiting_nothing_overtakes(
     assert ledger.load(raw_redis, ns, "e1", "slack").status == Status.WAITING  # type: ignore
     assert raw_redis.zscore(ledger.due_key(ns), ledger.due_member("e1", "slack")) is None
     assert raw_redis.ttl(health.drain_key(ns, "slack")) > 0
+
+
+async def test_rate_limited_attempts__many_429s__no_failure_counted_not_paused(
+        service: ConfigService, slack_fake: FakeSlack) -> None:
+    # Given Slack answering 429 to the next 12 posts (back-pressure, not ill health)
+    url = slack_fake.add_webhook()
+    await service.set_config("integrations.slack", {"webhook_url": url})
+    slack_fake.reset()
+    slack_fake.fail_next(429, times=12, webhook_url=url, retry_after_s=1)
+    # When changes are retried through the storm
+    for i in range(4):
+        await service.set_config(f"app.storm.k{i}", i)
+    # Then the 429s were answered, but none counted towards a pause
+    assert len(slack_fake.requests) >= 12
+    (listed,) = await service.connectors()
+    assert listed["paused"] is False and listed["consecutive_failures"] == 0
