@@ -267,6 +267,7 @@ def _routes(app: FastAPI) -> None:
         return await svc.history(key, limit)
 
     _approval_routes(app)
+    _connector_routes(app)
 
     @app.get("/v1/events/{event_id}/deliveries", responses=ERRORS)
     async def deliveries(event_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
@@ -303,6 +304,46 @@ def _approval_routes(app: FastAPI) -> None:
                      body: Decision | None = None) -> dict[str, Any]:
         approver, reason = _approver(caller), body.reason if body else None
         return await _decision(lambda: svc.reject(request_id, approver=approver, reason=reason))
+
+
+ConnectorName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]+$", max_length=MAX_KEY_LENGTH,
+                                     description="A configured connector, e.g. slack")]
+
+
+class ConnectorState(BaseModel):
+    """A connector's recorded health, pause and waiting deliveries."""
+
+    name: str
+    status: str = Field(description="healthy, unhealthy, error, or unchecked")
+    paused: bool
+    paused_reason: str | None
+    consecutive_failures: int
+    waiting: int = Field(description="Deliveries waiting for the connector to resume")
+    last_error: str | None
+    last_check: str | None
+
+
+def _connector_routes(app: FastAPI) -> None:
+    """Connectors: listed with any key; paused and resumed by admins."""
+    @app.get("/v1/connectors", responses=ERRORS)
+    async def list_connectors(svc: Service, caller: Caller) -> list[ConnectorState]:
+        _require(caller, "read", "reading")
+        return [ConnectorState(**c) for c in await _decision(svc.connectors)]
+
+    @app.post("/v1/connectors/{name}/pause", responses={
+        **WRITE_ERRORS, 404: {"model": Problem},
+        400: {"model": Problem, "description": "The body is not JSON"}})
+    async def pause(name: ConnectorName, svc: Service, caller: Caller,
+                    body: Decision | None = None) -> ConnectorState:
+        _require(caller, "admin", "pausing a connector")
+        reason = body.reason if body else None
+        return ConnectorState(**await _decision(
+            lambda: svc.pause_connector(name, reason=reason)))
+
+    @app.post("/v1/connectors/{name}/resume", responses={**WRITE_ERRORS, 404: {"model": Problem}})
+    async def resume(name: ConnectorName, svc: Service, caller: Caller) -> ConnectorState:
+        _require(caller, "admin", "resuming a connector")
+        return ConnectorState(**await _decision(lambda: svc.resume_connector(name)))
 
 
 def _approver(caller: apikeys.ApiKey) -> str:

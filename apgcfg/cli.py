@@ -205,6 +205,40 @@ async def _approvals(service: ConfigService, args: argparse.Namespace) -> Any:
     return await service.reject(args.id, approver=args.by, reason=args.reason)
 
 
+async def _connectors(service: ConfigService, args: argparse.Namespace) -> Any:
+    if args.action == "list":
+        found = await service.connectors()
+    elif not args.name:
+        raise ConfigError(f"connectors {args.action} needs the connector's name "
+                          "(see connectors list)")
+    elif args.action == "pause":
+        found = [await service.pause_connector(args.name, reason=args.reason)]
+    else:
+        found = [await service.resume_connector(args.name)]
+    return found if args.json else connector_table(found)
+
+
+CONNECTOR_COLUMNS = ("name", "status", "paused", "waiting", "consecutive_failures",
+                     "last_error")
+
+
+def connector_table(rows: list[dict[str, Any]]) -> Lines:
+    """Connectors as an aligned table, one per line."""
+    header = [c.upper() for c in CONNECTOR_COLUMNS]
+    cells = [header] + [[_cell(row.get(c)) for c in CONNECTOR_COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    return Lines(["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
+                  for line in cells])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value).replace("\n", " ")[:80]
+
+
 def _serve(args: argparse.Namespace) -> int:
     service = ConfigService(redis_url=getattr(args, "redis_url", None),
                             environment=getattr(args, "environment", None),
@@ -317,6 +351,13 @@ _COMMANDS: dict[str, tuple[Handler, str, list[tuple[tuple[str, ...], dict[str, A
         (("--target",), {"help": "run, resolve: only this target environment"}),
         (("--retry-refused",), {"action": "store_true",
                                 "help": "run: push again versions a target refused"}),
+    ]),
+    "connectors": (_connectors, "list connectors (health, pause, waiting deliveries), or pause "
+                               "or resume one", [
+        (("action",), {"choices": ["list", "pause", "resume"]}),
+        (("name",), {"nargs": "?", "help": "connector, for pause and resume"}),
+        (("--reason",), {"help": "pause: why (shown in list and health)"}),
+        (("--json",), {"action": "store_true", "help": "print JSON instead of a table"}),
     ]),
     "role": (_role, "print the role the identity directory gives EMAIL", [
         (("email",), {"help": "user e-mail"}),

@@ -71,6 +71,22 @@ def _check_int(where: str, value: Any, low: int, high: int) -> None:
         raise ConfigError(f"{where} must be an integer from {low} to {high:,}")
 
 
+HEALTH_FIELDS = {"pause_after": 1_000_000, "unhealthy_after": 1_000_000}
+"""Fields of ``integrations.health`` and their largest value (0 for pause_after: never)."""
+
+
+def _validate_health(value: Any) -> None:
+    """``{"pause_after": 10, "unhealthy_after": 3}``: failed deliveries in a row."""
+    if not isinstance(value, dict):
+        raise ConfigError("integrations.health must be a dict")
+    for name, item in value.items():
+        if name not in HEALTH_FIELDS:
+            raise ConfigError(f"integrations.health has unknown field {name!r}; "
+                              f"known: {sorted(HEALTH_FIELDS)}")
+        _check_int(f"integrations.health.{name}", item, 0 if name == "pause_after" else 1,
+                   HEALTH_FIELDS[name])
+
+
 SYSTEM_SECTIONS: dict[str, Callable[[Any], None]] = {
     "notifications": validate_notifications,
     "batching": _validate_batching,
@@ -80,6 +96,7 @@ SYSTEM_SECTIONS: dict[str, Callable[[Any], None]] = {
     "retries": _validate_retries,
     "approvals": validate_approvals,
     "multi_env_sync": validate_multi_env_sync,
+    "health": _validate_health,
 }
 """Sections under ``integrations.`` that configure the service itself, not a connector."""
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -33,6 +32,7 @@ from config_core.events import (
     now,
 )
 from config_core.masking import mask_for_key
+from config_core.monitoring import HealthMonitoring, MonitoredConnector
 from config_core.schemas import SCHEMAS_KEY, SchemaError, Schemas
 from config_core.state import approvals as approval_store
 from config_core.state import directory
@@ -76,7 +76,7 @@ class SetResult:
     request_id: str | None = None
 
 
-class ConfigService:
+class ConfigService(HealthMonitoring):
     """Central configuration for one tenant and environment, backed by Redis."""
 
     def __init__(self, redis_url: str | None = None, environment: str | None = None,
@@ -620,12 +620,14 @@ class ConfigService:
         return SetResult("applied", key, applied.version, applied.event_id)
 
     async def get_connector(self, name: str) -> Any:
-        """The configured connector ``name``, with awaitable methods."""
+        """The configured connector ``name``, with awaitable methods; its ``health_check``
+        weighs its recent deliveries and pause too."""
         cls = await self._connector_class(name)
         stored, _ = await self.store.read(integrations.PREFIX + name)
         if cls is None or stored is None:
             raise KeyError(f"connector {name!r} is not configured")
-        return hooks.catalog().wrap_async(cls.from_stored(name, json.loads(stored)))
+        connector = hooks.catalog().wrap_async(cls.from_stored(name, json.loads(stored)))
+        return MonitoredConnector(connector, self, name)
 
     async def configured_connectors(self) -> list[str]:
         """Names of connectors that have a stored config."""
@@ -654,32 +656,6 @@ class ConfigService:
             raise KeyError(f"event {event_id!r} has no deliveries to replay")
         await self.store.request_replay(event_id, connector)
         await self._dispatch_inline()
-
-    async def check_integration_health(self) -> dict[str, dict[str, Any]]:
-        """Each configured connector's health: healthy, unhealthy or error (with the error)."""
-        names = await self.configured_connectors()
-        results = await asyncio.gather(*(self._health(name) for name in names))
-        return dict(zip(names, results, strict=True))
-
-    async def _health(self, name: str) -> dict[str, Any]:
-        checked_at = datetime.now(UTC).isoformat()
-        connector: Any = None
-        try:
-            connector = await self.get_connector(name)
-            healthy = await connector.health_check()
-        except Exception as exc:  # noqa: BLE001 - reported, not raised: one bad connector
-            text = f"{type(exc).__name__}: {exc}"
-            if connector is not None:
-                text = connector.connector.redact(text)
-            return {"status": "error", "error": text, "last_check": checked_at}
-        result: dict[str, Any] = {"status": "healthy" if healthy else "unhealthy",
-                                  "last_check": checked_at}
-        if not connector.connector.receives_events:  # an identity provider: its last sync too
-            sync = await self.store.redis.hgetall(directory.meta_key(self.namespace, name))
-            result["sync"] = sync or {"status": "never synced"}
-            if sync.get("status") == "error":
-                result["status"] = "unhealthy"
-        return result
 
     async def status(self) -> dict[str, Any]:
         """What an operator looks at first: the relays seen (alive or not, with the backlog

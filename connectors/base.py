@@ -42,6 +42,11 @@ class BaseConnector:
     or whose vendor ignores duplicates; chat connectors set False: a message is never posted
     twice, the delivery goes dead with the reason instead (replay sends it)."""
 
+    health_check_probes_vendor: ClassVar[bool | None] = None
+    """Whether ``health_check`` asks the vendor (True), or only looks at the config (False);
+    None: True when the class overrides ``health_check``. A paused connector is resumed by a
+    passing check only when it asks the vendor (see ``probes_vendor``)."""
+
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = with_defaults(self.settings, dict(config))
         self.context: DeliveryContext = MemoryContext()
@@ -69,6 +74,13 @@ class BaseConnector:
         if missing:
             raise Misconfigured(f"integrations.{name} is missing required setting(s) {missing}")
         return cls(resolve_env_refs(name, config))
+
+    @classmethod
+    def probes_vendor(cls) -> bool:
+        """Whether a passing ``health_check`` is evidence that the vendor takes deliveries."""
+        if cls.health_check_probes_vendor is not None:
+            return cls.health_check_probes_vendor
+        return cls.health_check is not BaseConnector.health_check
 
     def wants(self, event: dict[str, Any]) -> bool:
         """Whether this connector takes ``event`` at all (a filter applied after routing)."""

@@ -181,6 +181,8 @@ class SlackConnector(DigestPolicy, BaseConnector):
 
     name = "slack"
     retry_unknown_outcome = False
+    health_check_probes_vendor = False
+    """Incoming webhooks have no side-effect-free probe: the check reads the config only."""
     settings = (
         Setting("webhook_url", required=True, secret=True, check=http_url,
                 doc="Incoming-webhook URL; its path is the credential."),

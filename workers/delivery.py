@@ -19,19 +19,21 @@ from typing import Any
 
 from config_core.errors import ApgConfigError, ConfigError
 from config_core.events import Event
+from config_core.health import thresholds
 from config_core.masking import redact, secret_strings
-from config_core.state import breakers, ledger
+from config_core.state import breakers, health, ledger
 from config_core.state.keys import Namespace
 from config_core.state.ledger import LedgerRow, Status
 from connectors.base import BaseConnector, call
 from connectors.errors import (
     PermanentError,
+    RateLimited,
     RetryableError,
     Skipped,
     TransportError,
     Unavailable,
 )
-from workers import batches, follow_ups, loading, performance, scheduling
+from workers import batches, follow_ups, lines, loading, performance, scheduling
 from workers.context import RedisContext
 from workers.redis_client import client
 from workers.retrying import RetryPolicy, backoff_s
@@ -62,8 +64,13 @@ class Outcome:
     retry_in_s: float | None = None
 
 
-def deliver(namespace: str, event_id: str, name: str, urgency: str) -> Outcome:
-    """Attempt one delivery of ``event_id`` to connector ``name`` and record the outcome."""
+def deliver(namespace: str, event_id: str, name: str, urgency: str, *,
+            from_line: bool = False) -> Outcome:
+    """Attempt one delivery of ``event_id`` to connector ``name`` and record the outcome.
+
+    While the connector is paused (or earlier deliveries still wait for it) the delivery
+    joins its line instead, not attempted; ``from_line`` is the line's own drain sending it.
+    """
     ns = Namespace.parse(namespace)
     loaded = loading.load(client(), ns, event_id, name)
     connector, problem = _connector(ns, name, loaded)
@@ -73,6 +80,10 @@ def deliver(namespace: str, event_id: str, name: str, urgency: str) -> Outcome:
             return Outcome(str(Status.BATCHED))
     except Exception as exc:  # noqa: BLE001 - a connector's batch policy may raise anything
         connector, problem = None, _unusable(name, exc, loaded.config)
+    must_wait = loaded.line or health.is_paused(loaded.record or {})
+    if must_wait and lines.join(ns, event_id, name, urgency, loaded.row_text, loaded.event,
+                                from_line):
+        return Outcome(str(Status.WAITING))
     if loaded.breaker.open_for_s() and connector is not None and not scheduling.eager():
         return _wait_for_breaker(ns, event_id, name, urgency, loaded)
     taken = ledger.claim(client(), ns, event_id, name, urgency, LEASE_S, loaded.row_text)
@@ -84,12 +95,15 @@ def deliver(namespace: str, event_id: str, name: str, urgency: str) -> Outcome:
     started = time.monotonic()
     policy = _policy(name, loaded)
     settled = _settle_doubt(connector, taken.row, policy) if taken.kind == "in_doubt" else None
-    row, vendor_failed = ((settled, False) if settled is not None
-                          else _attempt(connector, problem, event, taken.row, policy))
+    row, failure = ((settled, "") if settled is not None
+                    else _attempt(connector, problem, event, taken.row, policy))
     pipe = client().pipeline(transaction=False)
     ledger.finish(pipe, ns, event_id, row, taken.token)
-    _tell_breaker(pipe, ns, name, row, vendor_failed)
-    pipe.execute()
+    if settled is None:
+        _tell_health(pipe, ns, name, row, failure, loaded)
+    replies = pipe.execute()
+    if failure in (VENDOR, OTHER) and isinstance(replies[1], list) and replies[1][1]:
+        lines.announce_pause(ns, name, int(replies[1][0]), row.last_error or "")
     if loaded.timed and loaded.event:
         took_ms = (time.monotonic() - started) * 1000
         performance.record(client(), ns, [performance.sample("delivery", took_ms, event, name)])
@@ -143,13 +157,17 @@ def _wait_for_breaker(ns: Namespace, event_id: str, name: str, urgency: str,
     return Outcome(str(row.status), _wait(row))
 
 
-def _tell_breaker(pipe: Any, ns: Namespace, name: str, row: LedgerRow,
-                  vendor_failed: bool) -> None:
-    """A vendor that answered closes its breaker; a transport failure or 5xx counts."""
+def _tell_health(pipe: Any, ns: Namespace, name: str, row: LedgerRow, failure: str,
+                 loaded: loading.Loaded) -> None:
+    """A delivery ends the failure streak (and closes the breaker); a failed attempt adds to
+    it and may pause the connector; a transport failure or 5xx may open its breaker."""
     if row.status == Status.DELIVERED:
-        breakers.succeeded(pipe, ns, name)
-    elif vendor_failed:
-        breakers.failed(pipe, ns, name, row.last_error or "")
+        health.succeeded(pipe, ns, name)
+    elif failure in (VENDOR, OTHER):
+        _, pause_after = thresholds(loaded.health)
+        health.failed(pipe, ns, name, row.last_error or "", pause_after)
+        if failure == VENDOR:
+            breakers.vendor_failed(pipe, ns, name)
 
 
 def _settle_doubt(connector: BaseConnector | None, row: LedgerRow, policy: RetryPolicy
@@ -169,29 +187,36 @@ def _settle_doubt(connector: BaseConnector | None, row: LedgerRow, policy: Retry
     return None
 
 
+THROTTLED = "throttled"
+VENDOR = "vendor"
+OTHER = "other"
+"""How an attempt failed: rate limited (no sign of ill health: neither counts), no answer or a
+5xx (counts, and towards the breaker), anything else (counts)."""
+
+
 def _attempt(connector: BaseConnector | None, problem: Exception | None, event: Event,
-             row: LedgerRow, policy: RetryPolicy) -> tuple[LedgerRow, bool]:
-    """Send once; the row marked with the outcome, and whether the vendor failed (no answer,
-    or a 5xx), which counts towards its breaker."""
+             row: LedgerRow, policy: RetryPolicy) -> tuple[LedgerRow, str]:
+    """Send once; the row marked with the outcome, and how it failed ("" when it did not)."""
     try:
         if connector is None:
             raise problem or ConfigError("the connector could not be built")
         result = _send(connector, event)
     except Skipped as exc:
         row.detail["skipped"] = _text(exc, connector)
-        return row.mark(Status.SKIPPED), False
+        return row.mark(Status.SKIPPED), ""
     except (PermanentError, ConfigError) as exc:
-        return row.mark(Status.DEAD, _text(exc, connector)), False
+        return row.mark(Status.DEAD, _text(exc, connector)), OTHER
     except RetryableError as exc:
-        down = isinstance(exc, (TransportError, Unavailable))
-        return failed(row, policy, _text(exc, connector), exc.retry_after_s), down
+        kind = (VENDOR if isinstance(exc, (TransportError, Unavailable))
+                else THROTTLED if isinstance(exc, RateLimited) else OTHER)
+        return failed(row, policy, _text(exc, connector), exc.retry_after_s), kind
     except Exception as exc:  # noqa: BLE001 - a custom connector may raise anything
         log.warning("delivery %s to %s raised %s", event.get("event_id"), row.connector,
                     type(exc).__name__)
-        return failed(row, policy, _text(exc, connector), None), False
+        return failed(row, policy, _text(exc, connector), None), OTHER
     if isinstance(result, dict):
         row.detail.update(result)
-    return row.mark(Status.DELIVERED), False
+    return row.mark(Status.DELIVERED), ""
 
 
 def failed(row: LedgerRow, policy: RetryPolicy, error: str,

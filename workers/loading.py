@@ -8,6 +8,7 @@ from typing import Any
 from config_core.errors import ConfigError
 from config_core.events import Event
 from config_core.state import breakers, events, ledger, values
+from config_core.state import health as health_state
 from config_core.state.breakers import Breaker
 from config_core.state.keys import Namespace
 from connectors import registry
@@ -29,6 +30,12 @@ class Loaded:
     retries: dict[str, Any]
     breaker: Breaker
     timed: bool = False
+    record: dict[str, str] | None = None
+    """The connector's health record (its breaker, streak and pause)."""
+    health: dict[str, Any] | None = None
+    """``integrations.health`` (empty when unset)."""
+    line: bool = False
+    """Whether deliveries wait in the connector's line."""
 
 
 def load(client: Any, ns: Namespace, event_id: str, name: str) -> Loaded:
@@ -42,7 +49,10 @@ def load(client: Any, ns: Namespace, event_id: str, name: str) -> Loaded:
     pipe.hget(values.value_key(ns, "integrations.retries"), "value")
     pipe.hgetall(breakers.breaker_key(ns, name))
     pipe.hexists(values.value_key(ns, f"integrations.{PERFORMANCE_PROVIDER}"), "value")
-    event, row, config, class_path, batching, retries, breaker, timed = pipe.execute()
+    pipe.hget(values.value_key(ns, "integrations.health"), "value")
+    pipe.exists(health_state.line_key(ns, name))
+    (event, row, config, class_path, batching, retries, breaker, timed, health,
+     line) = pipe.execute()
     return Loaded(
         event=events.parse(event),
         row_text=row,
@@ -52,6 +62,9 @@ def load(client: Any, ns: Namespace, event_id: str, name: str) -> Loaded:
         retries=values.decode(retries) or {},
         breaker=Breaker.parse(breaker),
         timed=bool(timed),
+        record=breaker or {},
+        health=values.decode(health) or {},
+        line=bool(line),
     )
 
 

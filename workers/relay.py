@@ -16,7 +16,8 @@ Every ``SWEEP_EVERY_S`` it also claims entries a dead relay left pending (XAUTOC
 publishes parked tasks that are due, reruns batches whose worker died, reconciles deliveries
 whose task was lost (ledger rows still open past their time), expires change requests whose
 approvers did not decide in time, publishes the multi-environment syncs that are due
-(``workers.env_sync``, once per ``sync_interval``), and reports its liveness.
+(``workers.env_sync``, once per ``sync_interval``), restarts the drain of a resumed connector's
+waiting line whose drain died, and reports its liveness.
 In eager mode the writer calls ``drain_inline`` instead.
 """
 
@@ -39,7 +40,7 @@ from config_core.state import approvals, buffers, events, ledger, parking, relay
 from config_core.state.keys import Namespace
 from config_core.state.ledger import LedgerRow, Status
 from connectors import registry
-from workers import batches, env_sync, performance, scheduling
+from workers import batches, env_sync, lines, performance, scheduling
 from workers.redis_client import connect, using
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ class Relay:
             self._isolated(ns, "reconcile", self.reconcile, ns)
             self._isolated(ns, "expire approvals", self.expire_approvals, ns)
             self._isolated(ns, "multi-environment sync", self.schedule_env_sync, ns)
+            self._isolated(ns, "waiting lines", lines.restart_stalled, self.client, ns)
             backlog[ns.name] = self._isolated(ns, "backlog", relays.backlog, self.client, ns)
         self._release_parked()
         for ns, connector, batch_id in buffers.expired(self.client):
@@ -258,6 +260,8 @@ class Relay:
                                             context, entry_id)
             if events.REPLAY_FIELD in fields:
                 self._replay(ns, json.loads(fields[events.REPLAY_FIELD]), context)
+            if events.DRAIN_FIELD in fields:
+                lines.schedule(ns, fields[events.DRAIN_FIELD])
             return []
         except TRANSIENT:
             raise

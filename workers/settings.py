@@ -66,7 +66,15 @@ worker_hijack_root_logger = False
 task_always_eager = core.eager()
 task_eager_propagates = False
 
+HEALTH_CHECK_INTERVAL_S = float(os.environ.get("APGCFG_HEALTH_CHECK_INTERVAL_S", "60"))
+"""How often celery beat checks every connector's health (``connector-health-tick``)."""
+
 beat_schedule = {
+    "connector-health-tick": {
+        "task": "workers.connector_health_tick",
+        "schedule": HEALTH_CHECK_INTERVAL_S,
+        "options": {"expires": HEALTH_CHECK_INTERVAL_S},
+    },
     "performance-events": {
         "task": "workers.flush_performance",
         "schedule": 30.0,

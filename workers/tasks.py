@@ -8,7 +8,17 @@ from celery import Task
 
 from config_core.state.keys import Namespace
 from connectors import registry
-from workers import batches, delivery, env_sync, follow_ups, identity, performance, scheduling
+from workers import (
+    batches,
+    delivery,
+    env_sync,
+    follow_ups,
+    health_checks,
+    identity,
+    lines,
+    performance,
+    scheduling,
+)
 from workers.celery_app import app
 from workers.redis_client import client
 
@@ -112,3 +122,18 @@ def batch_run(namespace: str, connector: str, batch_id: str) -> None:
 def flush_performance() -> int:
     """Send waiting performance samples to New Relic (celery beat, every 30 s)."""
     return performance.flush(client())
+
+
+@app.task(name=lines.DRAIN_TASK, acks_late=True, soft_time_limit=delivery.SOFT_TIME_LIMIT_S,
+          time_limit=delivery.TIME_LIMIT_S)
+def connector_drain(namespace: str, connector: str) -> str:
+    """Send a resumed connector's waiting deliveries out, in order."""
+    return lines.drain(namespace, connector, delivery.deliver)
+
+
+@app.task(name="workers.connector_health_tick")
+def connector_health_tick() -> int:
+    """Check every connector of every namespace (celery beat, every
+    ``APGCFG_HEALTH_CHECK_INTERVAL_S``): record each status, emit its changes, resume paused
+    connectors whose vendor check passes."""
+    return health_checks.tick(client())

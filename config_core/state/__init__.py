@@ -8,6 +8,8 @@
 - ``buffers``: batched deliveries waiting to be flushed, and claimed batches.
 - ``parking``: tasks waiting longer than a Celery countdown may.
 - ``breakers``: connectors whose vendor keeps failing, left alone for a cooldown.
+- ``health``: each connector's health record (failure streak, pause, last status) and the
+  line its deliveries wait in while it is paused.
 - ``relays``: each relay's last report (liveness, backlog).
 - ``samples``: performance samples waiting for New Relic.
 - ``directory``: identity providers' users and the roles they give.

@@ -29,6 +29,9 @@ EVENT_FIELD = "e"
 REPLAY_FIELD = "r"
 """Outbox entry field holding a replay request."""
 
+DRAIN_FIELD = "d"
+"""Outbox entry field naming a resumed connector whose waiting deliveries are to go out."""
+
 
 def outbox_key(ns: Namespace) -> str:
     """Stream of events waiting for a relay."""
@@ -59,6 +62,11 @@ def load(client: Any, ns: Namespace, event_id: str) -> Event | None:
 def replay_request(event_id: str, connector: str | None) -> dict[str, str]:
     """The outbox entry asking relays to deliver ``event_id`` again."""
     return {REPLAY_FIELD: json.dumps({"replay": event_id, "connector": connector})}
+
+
+def drain_request(connector: str) -> dict[str, str]:
+    """The outbox entry asking relays to send a resumed connector's line out."""
+    return {DRAIN_FIELD: connector}
 
 
 def register(pipe: Any, ns: Namespace) -> None:

@@ -39,12 +39,15 @@ class Status(StrEnum):
     RETRYING = "retrying"
     BATCHED = "batched"
     """Waiting in a connector's buffer for its batch to be flushed."""
+    WAITING = "waiting"
+    """Waiting in its paused connector's line (see ``state.health``); not attempted."""
     DELIVERED = "delivered"
     SKIPPED = "skipped"
     DEAD = "dead"
 
 
-NOT_ATTEMPTED = frozenset({Status.DELIVERED, Status.SKIPPED, Status.BATCHED, Status.DEAD})
+NOT_ATTEMPTED = frozenset({Status.DELIVERED, Status.SKIPPED, Status.BATCHED, Status.DEAD,
+                           Status.WAITING})
 """Statuses after which a delivery task does nothing (a replay resets the row first)."""
 
 STICKY = frozenset({Status.DELIVERED, Status.SKIPPED})

@@ -194,3 +194,25 @@ def test_api__connector_field_by_its_alias__masked_then_revealed_to_admin(
     # Then a reader sees it masked, an administrator the new token
     assert masked.status_code == 200 and masked.json()["value"] == "***"
     assert shown.status_code == 200 and shown.json()["value"] == "zd-api-new-3c4d"
+
+
+def test_api__connectors__listed_paused_resumed_by_admin_only(
+        api: ApiServer, keys: dict[str, str]) -> None:
+    # Given a configured Discord connector
+    hook = "https://discord.com/api/webhooks/42/connector-token"
+    assert call(api, "PUT", "/v1/configs/integrations.discord", keys["admin"],
+                json={"value": {"webhook_url": hook}}).status_code == 200
+    # When a writer tries to pause it / Then 403
+    refused = call(api, "POST", "/v1/connectors/discord/pause", keys["write"])
+    assert refused.status_code == 403 and "admin" in refused.json()["detail"]
+    # When an admin pauses it, a reader lists it, an admin resumes it
+    paused = call(api, "POST", "/v1/connectors/discord/pause", keys["admin"],
+                  json={"reason": "vendor maintenance"})
+    assert paused.status_code == 200 and paused.json()["paused"] is True
+    listed = {c["name"]: c for c in call(api, "GET", "/v1/connectors", keys["read"]).json()}
+    assert listed["discord"]["paused_reason"] == "vendor maintenance"
+    resumed = call(api, "POST", "/v1/connectors/discord/resume", keys["admin"])
+    assert resumed.status_code == 200 and resumed.json()["paused"] is False
+    # Then an unknown connector is 404, and no answer shows the webhook token
+    assert call(api, "POST", "/v1/connectors/jira/resume", keys["admin"]).status_code == 404
+    assert "connector-token" not in paused.text + resumed.text

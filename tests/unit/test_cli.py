@@ -165,3 +165,24 @@ def test_apikeys_rotate__unknown_revoked_or_expired__refused_nothing_created(
         assert (code, lines) == (1, []) and key_id in err and why in err
     # And no key was made
     assert len(json.loads("\n".join(cli_lines("apikeys", "list", capsys=capsys)[1]))) == count
+
+
+def test_connectors__list_pause_resume__table_and_json(
+        cli, cli_lines, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a configured connector
+    cli("set", "integrations.discord",
+        '{"webhook_url": "https://discord.com/api/webhooks/1/abc"}', capsys=capsys)
+    # When it is paused, listed as a table and as JSON, then resumed
+    code, lines, _ = cli_lines("connectors", "pause", "discord", "--reason", "maintenance",
+                               capsys=capsys)
+    assert code == 0 and lines[0].split()[:4] == ["NAME", "STATUS", "PAUSED", "WAITING"]
+    assert lines[1].split()[:3] == ["discord", "unchecked", "yes"]
+    code, listed, _ = cli("connectors", "list", "--json", capsys=capsys)
+    assert listed[0]["paused"] is True and listed[0]["paused_reason"] == "maintenance"
+    code, resumed, _ = cli("connectors", "resume", "discord", "--json", capsys=capsys)
+    assert code == 0 and resumed[0]["paused"] is False
+    # Then an unknown connector, or no name, is refused with exit 1
+    code, _, err = cli_lines("connectors", "pause", "jira", capsys=capsys)
+    assert code == 1 and "jira" in err
+    code, _, err = cli_lines("connectors", "resume", capsys=capsys)
+    assert code == 1 and "needs the connector's name" in err
