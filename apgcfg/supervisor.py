@@ -26,7 +26,11 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import redis
 from celery import Celery
+
+from apgcfg.metrics_server import MetricsOptions, MetricsServer
+from config_core import settings
 
 PROBE_HOST = "127.0.0.1"
 """Where a local Redis is looked for when ``CONFIG_REDIS_URL`` is unset."""
@@ -54,6 +58,9 @@ READY_TIMEOUT_S = 60.0
 
 POLL_INTERVAL_S = 0.3
 """How often children and readiness are checked."""
+
+METRICS_REDIS_TIMEOUT_S = 5.0
+"""Connect and read timeout of the metrics server's Redis client."""
 
 
 def say(text: str) -> None:
@@ -302,11 +309,30 @@ def _run_children(options: RunOptions, env: dict[str, str], redis_url: str,
         say(f"beat    schedule file {schedule} (pid {children[-1].process.pid})")
     if options.flower:
         checks["flower answers /healthcheck"] = _start_flower(options, env, base_env, children)
+    metrics = start_metrics(env, redis_url)
     say("Ctrl-C (or SIGTERM) stops everything")
     try:
         return _supervise(children, stop, checks)
     finally:
         close_ping()
+        if metrics is not None:
+            metrics.stop()
+            metrics.client.close()
+
+
+def start_metrics(env: Mapping[str, str], redis_url: str) -> MetricsServer | None:
+    """Serve ``/metrics`` (``APGCFG_METRICS_*``); None when ``APGCFG_METRICS_PORT=0``."""
+    options = MetricsOptions.from_env(env)
+    if options.port == 0:
+        say("metrics off (APGCFG_METRICS_PORT=0)")
+        return None
+    client = redis.Redis.from_url(settings.client_url(redis_url), decode_responses=True,
+                                  socket_timeout=METRICS_REDIS_TIMEOUT_S,
+                                  socket_connect_timeout=METRICS_REDIS_TIMEOUT_S)
+    server = MetricsServer(options, client).start()
+    shown = options.token if options.token_generated else "(from APGCFG_METRICS_TOKEN)"
+    say(f"metrics {server.url}  Authorization: Bearer {shown}")
+    return server
 
 
 def _start_flower(options: RunOptions, env: Mapping[str, str], base_env: dict[str, str],

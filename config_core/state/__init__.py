@@ -9,6 +9,8 @@
 - ``parking``: tasks waiting longer than a Celery countdown may.
 - ``breakers``: connectors whose vendor keeps failing, left alone for a cooldown.
 - ``relays``: each relay's last report (liveness, backlog).
+- ``counters``: delivery outcomes and latency, counted by the ledger's finish script.
+- ``metrics``: those counters, the outbox backlog and the dead letters, read for ``/metrics``.
 - ``samples``: performance samples waiting for New Relic.
 - ``directory``: identity providers' users and the roles they give.
 - ``apikeys``: the HTTP API's keys (hashes only).
