@@ -329,7 +329,13 @@ def start_metrics(env: Mapping[str, str], redis_url: str) -> MetricsServer | Non
     client = redis.Redis.from_url(settings.client_url(redis_url), decode_responses=True,
                                   socket_timeout=METRICS_REDIS_TIMEOUT_S,
                                   socket_connect_timeout=METRICS_REDIS_TIMEOUT_S)
-    server = MetricsServer(options, client).start()
+    try:
+        server = MetricsServer(options, client).start()
+    except OSError as exc:  # the port is taken: the stack runs on, without metrics
+        client.close()
+        say(f"metrics not served: {options.host}:{options.port}: {exc.strerror or exc} "
+            "(set APGCFG_METRICS_PORT)")
+        return None
     shown = options.token if options.token_generated else "(from APGCFG_METRICS_TOKEN)"
     say(f"metrics {server.url}  Authorization: Bearer {shown}")
     return server

@@ -25,7 +25,7 @@ from tests.integration.test_run_supervisor import Output, force_stop, free_port,
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
-METRICS_DB = 7
+METRICS_DB = 11
 """Database of this test's stack, emptied before and after."""
 
 TOKEN = "metrics-test-token"

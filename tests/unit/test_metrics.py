@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -12,12 +13,14 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from apgcfg import supervisor
 from apgcfg.metrics import families, render, token_matches
 from apgcfg.metrics_server import DEFAULT_PORT, MetricsOptions
 from config_core.state import counters, events, ledger, metrics
 from config_core.state.keys import Namespace
 from config_core.state.ledger import LedgerRow, Status
 from config_core.state.metrics import Latency, NamespaceMetrics
+from tests.conftest import UNIT_DB, redis_url
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -188,3 +191,18 @@ def test_metrics_options__bad_port__error_names_the_variable() -> None:
         MetricsOptions.from_env({"APGCFG_METRICS_PORT": "nine"})
     with pytest.raises(ValueError, match="APGCFG_METRICS_PORT"):
         MetricsOptions.from_env({"APGCFG_METRICS_PORT": "70000"})
+
+
+def test_start_metrics__port_taken__stack_runs_on_without_metrics_and_says_so(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a loopback port something else listens on
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # When apgcfg run's metrics server is started there
+        server = supervisor.start_metrics({"APGCFG_METRICS_PORT": str(port)},
+                                          redis_url(UNIT_DB))
+    # Then there is none, and the output says why
+    assert server is None
+    assert f"metrics not served: 127.0.0.1:{port}" in capsys.readouterr().out
