@@ -31,6 +31,9 @@ NS_LABELS = ["tenant", "environment"]
 CONNECTOR_LABELS = [*NS_LABELS, "connector"]
 RELAY_LABELS = ["relay", "host"]
 
+UNKNOWN = "unknown"
+"""``reason`` of a failure whose kind was not recorded."""
+
 
 def families(found: Iterable[NamespaceMetrics], relay_reports: list[dict[str, Any]],
              now: float) -> list[Metric]:
@@ -47,19 +50,23 @@ def _delivery_families(found: list[NamespaceMetrics]) -> list[Metric]:
         labels=[*CONNECTOR_LABELS, "outcome"])
     retries = CounterMetricFamily(
         "apgcfg_delivery_retries", "Failed attempts that were scheduled to run again "
-        "(including waits for a connector's open circuit breaker).", labels=CONNECTOR_LABELS)
+        "(including waits for a connector's open circuit breaker), by why they failed.",
+        labels=[*CONNECTOR_LABELS, "reason"])
     dead = CounterMetricFamily(
-        "apgcfg_dead_letters", "Deliveries that went dead (gave up, or refused by the vendor).",
-        labels=CONNECTOR_LABELS)
+        "apgcfg_dead_letters", "Deliveries that went dead (gave up, or refused by the vendor), "
+        "by why the last attempt failed.", labels=[*CONNECTOR_LABELS, "reason"])
     for ns in found:
         names = [ns.ns.tenant, ns.ns.environment]
-        for (connector, status), count in sorted(ns.outcomes.items()):
+        ended: dict[tuple[str, str], int] = {}
+        for (connector, status, kind), count in sorted(ns.outcomes.items()):
             if status in counters.FINAL_OUTCOMES:
-                deliveries.add_metric([*names, connector, status], count)
+                ended[(connector, status)] = ended.get((connector, status), 0) + count
             if status == counters.RETRYING:
-                retries.add_metric([*names, connector], count)
+                retries.add_metric([*names, connector, kind or UNKNOWN], count)
             if status == "dead":
-                dead.add_metric([*names, connector], count)
+                dead.add_metric([*names, connector, kind or UNKNOWN], count)
+        for (connector, status), count in sorted(ended.items()):
+            deliveries.add_metric([*names, connector, status], count)
     return [deliveries, retries, dead]
 
 
@@ -81,11 +88,17 @@ def _backlog_families(found: list[NamespaceMetrics]) -> list[Metric]:
     waiting = GaugeMetricFamily(
         "apgcfg_dead_letters_waiting", "Dead deliveries not replayed yet, by connector.",
         labels=CONNECTOR_LABELS)
+    readable = GaugeMetricFamily(
+        "apgcfg_namespace_readable", "0 when a key of the namespace holds the wrong type, so "
+        "its figures could not be read (they are left out), else 1.", labels=NS_LABELS)
     for ns in found:
+        readable.add_metric([ns.ns.tenant, ns.ns.environment], 1 if ns.readable else 0)
+        if not ns.readable:
+            continue
         backlog.add_metric([ns.ns.tenant, ns.ns.environment], ns.backlog)
         for connector, count in sorted(ns.dead_letters.items()):
             waiting.add_metric([ns.ns.tenant, ns.ns.environment, connector], count)
-    return [backlog, waiting]
+    return [backlog, waiting, readable]
 
 
 def _relay_families(reports: list[dict[str, Any]], now: float) -> list[Metric]:

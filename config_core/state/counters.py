@@ -27,7 +27,8 @@ FINAL_OUTCOMES = ("delivered", "skipped", "dead")
 
 
 def outcomes_key(ns: Namespace) -> str:
-    """Hash ``<connector>|<status>`` → deliveries that reached it (retrying: times)."""
+    """Hash ``<connector>|<status>|<error kind>`` → deliveries that reached it (retrying:
+    times); the kind is empty for delivered and skipped ones."""
     return ns.key("metrics", "outcomes")
 
 
@@ -39,10 +40,10 @@ def latency_key(ns: Namespace) -> str:
 
 FINISH_COUNT_LUA = """
 -- metrics (config_core/state/metrics.py): KEYS[5] outcomes hash, KEYS[6] latency hash;
--- ARGV[1] connector, ARGV[4] new status, ARGV[11] latency bucket ('' = none), ARGV[12] latency s;
--- ``before``: the status the row had ('' when there was none)
+-- ARGV[1] connector, ARGV[4] new status, ARGV[11] latency bucket ('' = none), ARGV[12] latency s,
+-- ARGV[13] error kind ('' = none); ``before``: the status the row had ('' when there was none)
 if ARGV[4] == 'retrying' or ARGV[4] ~= before then
-  redis.call('HINCRBY', KEYS[5], ARGV[1] .. '|' .. ARGV[4], 1)
+  redis.call('HINCRBY', KEYS[5], ARGV[1] .. '|' .. ARGV[4] .. '|' .. ARGV[13], 1)
 end
 if ARGV[4] == 'delivered' and before ~= 'delivered' and ARGV[11] ~= '' then
   redis.call('HINCRBY', KEYS[6], ARGV[1] .. '|' .. ARGV[11], 1)

@@ -72,6 +72,9 @@ class LedgerRow:
     status: Status = Status.PENDING
     attempts: int = 0
     last_error: str | None = None
+    error_kind: str | None = None
+    """Why the last attempt failed, in a word (``rate_limited``, ``auth``, ...): the metrics'
+    ``reason``."""
     created_at: float = 0.0
     updated_at: float = 0.0
     delivered_at: float | None = None
@@ -105,12 +108,14 @@ class LedgerRow:
         return shown
 
     def mark(self, status: Status, error: str | None = None,
-             retry_in_s: float | None = None) -> LedgerRow:
-        """Move to ``status``, stamping the time (and the error or the next attempt)."""
+             retry_in_s: float | None = None, kind: str | None = None) -> LedgerRow:
+        """Move to ``status``, stamping the time (and the error, its kind, or the next
+        attempt)."""
         self.status = status
         self.updated_at = time.time()
         if error is not None or status == Status.DELIVERED:
             self.last_error = error
+            self.error_kind = kind if error is not None else None
         if status == Status.DELIVERED:
             self.delivered_at = self.updated_at
         if status == Status.RETRYING and self.first_failure_at is None:
@@ -262,7 +267,7 @@ _FINISH = """
 -- KEYS: 1 rows hash, 2 lease, 3 dead zset, 4 due zset, 5 and 6 counters (see FINISH_COUNT_LUA)
 -- ARGV: 1 connector, 2 token ('' = none), 3 row json, 4 new status, 5 member (event:connector),
 --       6 due member, 7 due score ('' = not due), 8 now, 9 ttl s, 10 sticky statuses,
---       11 latency bucket ('' = none), 12 latency s
+--       11 latency bucket ('' = none), 12 latency s, 13 error kind ('' = none)
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 local before = ''
 if current then
@@ -303,7 +308,7 @@ def finish(client: Any, ns: Namespace, event_id: str, row: LedgerRow, token: str
         due_key(ns), counters.outcomes_key(ns), counters.latency_key(ns), row.connector, token,
         row.to_json(), str(row.status), f"{event_id}:{row.connector}",
         due_member(event_id, row.connector), due, row.updated_at, settings.EVENT_TTL_S,
-        " ".join(STICKY), *latency)
+        " ".join(STICKY), *latency, row.error_kind or "")
     return bool(reply)
 
 

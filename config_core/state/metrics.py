@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from config_core.state import counters, events, ledger
 from config_core.state.keys import Namespace
 
@@ -29,12 +31,15 @@ class NamespaceMetrics:
     """What the metrics endpoints show about one tenant's environment."""
 
     ns: Namespace
-    outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
-    """(connector, status) → count; status ``retrying`` counts retries."""
+    outcomes: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """(connector, status, error kind) → count; status ``retrying`` counts retries; the kind
+    is "" for delivered and skipped."""
     latency: dict[str, Latency] = field(default_factory=dict)
     backlog: int = 0
     dead_letters: dict[str, int] = field(default_factory=dict)
     """connector → deliveries dead now (not replayed since)."""
+    readable: bool = True
+    """False when one of the namespace's keys holds something else than expected."""
 
 
 def read(client: Any, ns: Namespace) -> NamespaceMetrics:
@@ -50,8 +55,15 @@ def read(client: Any, ns: Namespace) -> NamespaceMetrics:
 
 
 def read_all(client: Any) -> list[NamespaceMetrics]:
-    """Every namespace that has an outbox, sorted by name."""
-    return [read(client, ns) for ns in events.namespaces(client)]
+    """Every namespace that has an outbox, sorted by name; one whose keys cannot be read
+    (a key of the wrong type) is shown as not ``readable`` rather than failing the scrape."""
+    found = []
+    for ns in events.namespaces(client):
+        try:
+            found.append(read(client, ns))
+        except ResponseError:
+            found.append(NamespaceMetrics(ns, readable=False))
+    return found
 
 
 def dead_letters(client: Any, ns: Namespace) -> dict[str, int]:
@@ -63,11 +75,11 @@ def dead_letters(client: Any, ns: Namespace) -> dict[str, int]:
     return found
 
 
-def parse_outcomes(stored: dict[str, str]) -> dict[tuple[str, str], int]:
+def parse_outcomes(stored: dict[str, str]) -> dict[tuple[str, str, str], int]:
     counted = {}
     for name, value in stored.items():
-        connector, _, status = name.rpartition("|")
-        counted[(connector, status)] = int(value)
+        connector, status, kind = name.rsplit("|", 2)
+        counted[(connector, status, kind)] = int(value)
     return counted
 
 

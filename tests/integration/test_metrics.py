@@ -123,8 +123,8 @@ async def test_success_retry_dead__scraped_from_api_and_run__counters_moved(
 
     assert moved("apgcfg_deliveries_total", **where, outcome="delivered") == 2
     assert moved("apgcfg_deliveries_total", **where, outcome="dead") == 1
-    assert moved("apgcfg_delivery_retries_total", **where) == 1
-    assert moved("apgcfg_dead_letters_total", **where) == 1
+    assert moved("apgcfg_delivery_retries_total", **where, reason="rate_limited") == 1
+    assert moved("apgcfg_dead_letters_total", **where, reason="rejected") == 1
     assert figure(after, "apgcfg_dead_letters_waiting", **where) == 1
     assert moved("apgcfg_delivery_latency_seconds_count", **where) == 2
     assert moved("apgcfg_delivery_latency_seconds_sum", **where) >= 1.0  # the retry waited 1 s
@@ -132,12 +132,13 @@ async def test_success_retry_dead__scraped_from_api_and_run__counters_moved(
     assert figure(after, "apgcfg_relays_alive") >= 1
 
     # And apgcfg run's own server refuses without its token and shows the same figures
+    assert "apgcfg run: stopped" not in output.text(), output.text()
     assert requests.get(run_url, timeout=10).status_code == 401
     assert requests.get(run_url, timeout=10,
                         headers={"Authorization": f"Bearer {read_key}"}).status_code == 401
     from_run = scrape(run_url, TOKEN)
     for name, labels in [("apgcfg_deliveries_total", {**where, "outcome": "delivered"}),
-                         ("apgcfg_delivery_retries_total", where),
+                         ("apgcfg_delivery_retries_total", {**where, "reason": "rate_limited"}),
                          ("apgcfg_dead_letters_waiting", where)]:
         assert figure(from_run, name, **labels) == figure(after, name, **labels)
     assert TOKEN not in output.text()

@@ -16,10 +16,20 @@ from prometheus_client.registry import Collector
 from apgcfg import supervisor
 from apgcfg.metrics import families, render, token_matches
 from apgcfg.metrics_server import DEFAULT_PORT, MetricsOptions
+from config_core.errors import ConfigError
 from config_core.state import counters, events, ledger, metrics
 from config_core.state.keys import Namespace
 from config_core.state.ledger import LedgerRow, Status
 from config_core.state.metrics import Latency, NamespaceMetrics
+from connectors.errors import (
+    AuthError,
+    Misconfigured,
+    RateLimited,
+    Rejected,
+    TransportError,
+    Unavailable,
+    kind_of,
+)
 from tests.conftest import UNIT_DB, redis_url
 
 
@@ -51,11 +61,12 @@ def exposition(built: list[Any]) -> str:
 
 
 def finish(client: redis.Redis, ns: Namespace, event_id: str, status: Status,
-           created_s_ago: float = 0.0) -> bool:
+           created_s_ago: float = 0.0, kind: str | None = "unavailable") -> bool:
     row = LedgerRow.new("slack", "medium")
     row.created_at -= created_s_ago
-    return ledger.finish(client, ns, event_id, row.mark(status, "503 from vendor"
-                                                        if status != Status.DELIVERED else None))
+    failed = status in (Status.RETRYING, Status.DEAD)
+    return ledger.finish(client, ns, event_id, row.mark(
+        status, "503 from vendor" if failed else None, kind=kind if failed else None))
 
 
 # counting, in the ledger's script --------------------------------------------------------------
@@ -65,14 +76,16 @@ def test_finish__retry_retry_delivered_then_delivered_again__two_retries_one_del
     # Given a delivery that failed twice, then went out 0.3 s after it was routed
     ns = Namespace(tenant, "production")
     finish(raw_redis, ns, "e1", Status.RETRYING)
-    finish(raw_redis, ns, "e1", Status.RETRYING)
+    finish(raw_redis, ns, "e1", Status.RETRYING, kind="rate_limited")
     finish(raw_redis, ns, "e1", Status.DELIVERED, created_s_ago=0.3)
     # When the same outcome is recorded again (a redelivered task), and a late failure too
     finish(raw_redis, ns, "e1", Status.DELIVERED, created_s_ago=0.3)
     assert finish(raw_redis, ns, "e1", Status.DEAD) is False
     # Then two retries and one delivery are counted, nothing dead, one latency sample
     found = metrics.read(raw_redis, ns)
-    assert found.outcomes == {("slack", "retrying"): 2, ("slack", "delivered"): 1}
+    assert found.outcomes == {("slack", "retrying", "unavailable"): 1,
+                              ("slack", "retrying", "rate_limited"): 1,
+                              ("slack", "delivered", ""): 1}
     histogram = found.latency["slack"]
     assert histogram.count == 1 and 0.3 <= histogram.sum_s < 5
     assert dict(histogram.buckets)["0.25"] == 0 and dict(histogram.buckets)["0.5"] == 1
@@ -88,11 +101,12 @@ def test_finish__dead_then_replayed_and_dead_again__counted_twice_listed_once(
     row = ledger.load(raw_redis, ns, "e2", "slack")
     assert row is not None
     ledger.reset(raw_redis, ns, "e2", row)
-    finish(raw_redis, ns, "e2", Status.DEAD)
+    finish(raw_redis, ns, "e2", Status.DEAD, kind="auth")
     finish(raw_redis, ns, "e3", Status.SKIPPED)
     # Then it died twice, and one dead letter waits
     found = metrics.read(raw_redis, ns)
-    assert found.outcomes == {("slack", "dead"): 2, ("slack", "skipped"): 1}
+    assert found.outcomes == {("slack", "dead", "unavailable"): 1, ("slack", "dead", "auth"): 1,
+                              ("slack", "skipped", ""): 1}
     assert found.dead_letters == {"slack": 1}
     assert found.latency == {}
 
@@ -126,8 +140,9 @@ def test_families__counted_figures__exposition_with_every_metric_and_label() -> 
     ns = Namespace("company", "production")
     cumulative = [(b, 1) for b in map(repr, counters.LATENCY_BUCKETS_S)] + [("+Inf", 2)]
     found = NamespaceMetrics(
-        ns, outcomes={("slack", "delivered"): 5, ("slack", "retrying"): 3,
-                      ("discord", "dead"): 2, ("discord", "pending"): 9},
+        ns, outcomes={("slack", "delivered", ""): 5, ("slack", "retrying", "rate_limited"): 3,
+                      ("slack", "retrying", ""): 1, ("discord", "dead", "auth"): 1,
+                      ("discord", "dead", "rejected"): 1, ("discord", "pending", ""): 9},
         latency={"slack": Latency(cumulative, 4000.5, 2)}, backlog=7,
         dead_letters={"discord": 1})
     now = 1_000_000.0
@@ -142,8 +157,14 @@ def test_families__counted_figures__exposition_with_every_metric_and_label() -> 
                                                    outcome="delivered"))] == 5
     assert got[("apgcfg_deliveries_total", labels(**where, connector="discord",
                                                    outcome="dead"))] == 2
-    assert got[("apgcfg_delivery_retries_total", labels(**where, connector="slack"))] == 3
-    assert got[("apgcfg_dead_letters_total", labels(**where, connector="discord"))] == 2
+    assert got[("apgcfg_delivery_retries_total", labels(**where, connector="slack",
+                                                         reason="rate_limited"))] == 3
+    assert got[("apgcfg_delivery_retries_total", labels(**where, connector="slack",
+                                                         reason="unknown"))] == 1
+    assert got[("apgcfg_dead_letters_total", labels(**where, connector="discord",
+                                                     reason="auth"))] == 1
+    assert got[("apgcfg_dead_letters_total", labels(**where, connector="discord",
+                                                     reason="rejected"))] == 1
     assert got[("apgcfg_dead_letters_waiting", labels(**where, connector="discord"))] == 1
     assert got[("apgcfg_outbox_backlog", labels(**where))] == 7
     latency = labels(**where, connector="slack")
@@ -206,3 +227,29 @@ def test_start_metrics__port_taken__stack_runs_on_without_metrics_and_says_so(
     # Then there is none, and the output says why
     assert server is None
     assert f"metrics not served: 127.0.0.1:{port}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("exc", "kind"), [
+    (RateLimited("429", retry_after_s=1), "rate_limited"), (Unavailable("503"), "unavailable"),
+    (TransportError("timeout"), "transport"), (AuthError("401"), "auth"),
+    (Rejected("404"), "rejected"), (Misconfigured("no url"), "config"),
+    (ConfigError("bad"), "config"), (RuntimeError("custom"), "error")])
+def test_kind_of__connector_failure__one_word_reason(exc: Exception, kind: str) -> None:
+    assert kind_of(exc) == kind
+
+
+def test_read_all__outbox_key_of_wrong_type__namespace_unreadable_others_shown(
+        raw_redis: redis.Redis, tenant: str) -> None:
+    # Given one namespace whose outbox key holds a string, and a sound one
+    broken, sound = Namespace(tenant, "broken"), Namespace(tenant, "sound")
+    for ns in (broken, sound):
+        raw_redis.sadd("apgcfg:namespaces", ns.name)
+    raw_redis.set(events.outbox_key(broken), "not a stream")
+    finish(raw_redis, sound, "e9", Status.DEAD)
+    # When scraped
+    got = samples(render(raw_redis).decode())
+    # Then the broken one says so, and the sound one's figures are there
+    assert got[("apgcfg_namespace_readable", labels(tenant=tenant, environment="broken"))] == 0
+    assert got[("apgcfg_namespace_readable", labels(tenant=tenant, environment="sound"))] == 1
+    assert got[("apgcfg_dead_letters_waiting", labels(tenant=tenant, environment="sound",
+                                                       connector="slack"))] == 1
