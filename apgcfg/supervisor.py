@@ -277,17 +277,19 @@ def run(options: RunOptions, env: Mapping[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
     stop = _StopRequest()
     redis: RedisChoice | None = None
+    metrics: MetricsServer | None = None
     children: list[Child] = []
     with stop.installed():
         try:
             redis = choose_redis(env, PROBE_HOST, PROBE_PORT, options.workdir)
             say(f"redis   {redis.describe()}")
+            metrics = start_metrics(env, redis.url)  # first: its port is taken before children
             return _run_children(options, env, redis.url, stop, children)
         except Exception as exc:  # noqa: BLE001 - reported in one line; everything is stopped
             say(f"failed: {type(exc).__name__}: {exc}")
             return 1
         finally:
-            _shutdown(children, redis)
+            _shutdown(children, redis, metrics)
 
 
 def _run_children(options: RunOptions, env: dict[str, str], redis_url: str,
@@ -309,15 +311,11 @@ def _run_children(options: RunOptions, env: dict[str, str], redis_url: str,
         say(f"beat    schedule file {schedule} (pid {children[-1].process.pid})")
     if options.flower:
         checks["flower answers /healthcheck"] = _start_flower(options, env, base_env, children)
-    metrics = start_metrics(env, redis_url)
     say("Ctrl-C (or SIGTERM) stops everything")
     try:
         return _supervise(children, stop, checks)
     finally:
         close_ping()
-        if metrics is not None:
-            metrics.stop()
-            metrics.client.close()
 
 
 def start_metrics(env: Mapping[str, str], redis_url: str) -> MetricsServer | None:
@@ -381,10 +379,14 @@ def _poll_ready(pending: dict[str, Callable[[], bool]]) -> bool:
     return not pending
 
 
-def _shutdown(children: list[Child], redis: RedisChoice | None) -> None:
+def _shutdown(children: list[Child], redis: RedisChoice | None,
+              metrics: MetricsServer | None = None) -> None:
     if children:
         say("stopping " + ", ".join(child.name for child in children))
         stop_children(children)
+    if metrics is not None:
+        metrics.stop()
+        metrics.client.close()
     if redis is not None and redis.server is not None:
         say("shutting down the embedded Redis")
         redis.close()

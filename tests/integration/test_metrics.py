@@ -56,6 +56,8 @@ def stack(metrics_db: str, tmp_path: Path) -> Iterator[tuple[str, Output]]:
     pgids: set[int] = set()
     try:
         output.wait_for("apgcfg run: ready", 60)
+        assert f"apgcfg run: metrics http://127.0.0.1:{port}/metrics" in output.text(), \
+            output.text()
         pgids = {int(pid) for pid in re.findall(r"\(pid (\d+)\)", output.text())}
         yield f"http://127.0.0.1:{port}/metrics", output
     finally:
