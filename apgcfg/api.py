@@ -7,6 +7,7 @@ validate each request: the published document cannot drift from the code, a bad 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
@@ -15,11 +16,15 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Respo
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
+from redis import Redis
 from redis.exceptions import RedisError
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from apgcfg import metrics
+from config_core import settings
 from config_core.access import RANK, required_role
 from config_core.errors import (
     AccessDenied,
@@ -31,6 +36,9 @@ from config_core.errors import (
 from config_core.service import ConfigService
 from config_core.state import apikeys
 from config_core.validation import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_KEY_LENGTH
+
+METRICS_REDIS_TIMEOUT_S = 5.0
+"""Connect and read timeout of the client a ``/metrics`` scrape reads Redis with."""
 
 MAX_BODY_BYTES = 1024 * 1024
 """Largest request body accepted, in bytes; a larger one gets 413 before it is parsed."""
@@ -103,7 +111,12 @@ def create_app(service: ConfigService | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service = service or ConfigService()
+        app.state.metrics_redis = Redis.from_url(
+            settings.client_url(app.state.service.redis_url), decode_responses=True,
+            socket_timeout=METRICS_REDIS_TIMEOUT_S,
+            socket_connect_timeout=METRICS_REDIS_TIMEOUT_S)
         yield
+        app.state.metrics_redis.close()
         await app.state.service.close()
 
     app = FastAPI(title="APG Central Configuration", version="1", lifespan=lifespan)
@@ -268,6 +281,16 @@ def _routes(app: FastAPI) -> None:
 
     _approval_routes(app)
     _connector_routes(app)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def scrape(request: Request, caller: Caller) -> Response:
+        """Prometheus metrics of every namespace (docs/metrics.md); any role may read them."""
+        _require(caller, "read", "reading metrics")
+        try:
+            text = await asyncio.to_thread(metrics.render, request.app.state.metrics_redis)
+        except RedisError as exc:
+            raise HTTPException(503, "Redis is unreachable") from exc
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/events/{event_id}/deliveries", responses=ERRORS)
     async def deliveries(event_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],

@@ -26,7 +26,11 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import redis
 from celery import Celery
+
+from apgcfg.metrics_server import MetricsOptions, MetricsServer
+from config_core import settings
 
 PROBE_HOST = "127.0.0.1"
 """Where a local Redis is looked for when ``CONFIG_REDIS_URL`` is unset."""
@@ -54,6 +58,9 @@ READY_TIMEOUT_S = 60.0
 
 POLL_INTERVAL_S = 0.3
 """How often children and readiness are checked."""
+
+METRICS_REDIS_TIMEOUT_S = 5.0
+"""Connect and read timeout of the metrics server's Redis client."""
 
 
 def say(text: str) -> None:
@@ -270,17 +277,19 @@ def run(options: RunOptions, env: Mapping[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
     stop = _StopRequest()
     redis: RedisChoice | None = None
+    metrics: MetricsServer | None = None
     children: list[Child] = []
     with stop.installed():
         try:
             redis = choose_redis(env, PROBE_HOST, PROBE_PORT, options.workdir)
             say(f"redis   {redis.describe()}")
+            metrics = start_metrics(env, redis.url)  # first: its port is taken before children
             return _run_children(options, env, redis.url, stop, children)
         except Exception as exc:  # noqa: BLE001 - reported in one line; everything is stopped
             say(f"failed: {type(exc).__name__}: {exc}")
             return 1
         finally:
-            _shutdown(children, redis)
+            _shutdown(children, redis, metrics)
 
 
 def _run_children(options: RunOptions, env: dict[str, str], redis_url: str,
@@ -307,6 +316,27 @@ def _run_children(options: RunOptions, env: dict[str, str], redis_url: str,
         return _supervise(children, stop, checks)
     finally:
         close_ping()
+
+
+def start_metrics(env: Mapping[str, str], redis_url: str) -> MetricsServer | None:
+    """Serve ``/metrics`` (``APGCFG_METRICS_*``); None when ``APGCFG_METRICS_PORT=0``."""
+    options = MetricsOptions.from_env(env)
+    if options.port == 0:
+        say("metrics off (APGCFG_METRICS_PORT=0)")
+        return None
+    client = redis.Redis.from_url(settings.client_url(redis_url), decode_responses=True,
+                                  socket_timeout=METRICS_REDIS_TIMEOUT_S,
+                                  socket_connect_timeout=METRICS_REDIS_TIMEOUT_S)
+    try:
+        server = MetricsServer(options, client).start()
+    except OSError as exc:  # the port is taken: the stack runs on, without metrics
+        client.close()
+        say(f"metrics not served: {options.host}:{options.port}: {exc.strerror or exc} "
+            "(set APGCFG_METRICS_PORT)")
+        return None
+    shown = options.token if options.token_generated else "(from APGCFG_METRICS_TOKEN)"
+    say(f"metrics {server.url}  Authorization: Bearer {shown}")
+    return server
 
 
 def _start_flower(options: RunOptions, env: Mapping[str, str], base_env: dict[str, str],
@@ -349,10 +379,14 @@ def _poll_ready(pending: dict[str, Callable[[], bool]]) -> bool:
     return not pending
 
 
-def _shutdown(children: list[Child], redis: RedisChoice | None) -> None:
+def _shutdown(children: list[Child], redis: RedisChoice | None,
+              metrics: MetricsServer | None = None) -> None:
     if children:
         say("stopping " + ", ".join(child.name for child in children))
         stop_children(children)
+    if metrics is not None:
+        metrics.stop()
+        metrics.client.close()
     if redis is not None and redis.server is not None:
         say("shutting down the embedded Redis")
         redis.close()

@@ -19,7 +19,7 @@ Messages never contain secrets: they are redacted where they are raised.
 
 from __future__ import annotations
 
-from config_core.errors import ApgConfigError
+from config_core.errors import ApgConfigError, ConfigError
 
 
 class ConnectorError(ApgConfigError):
@@ -91,3 +91,16 @@ class BlockedDestination(PermanentError):
 
 class Misconfigured(PermanentError):
     """The connector's stored configuration is incomplete or unusable."""
+
+
+KINDS: tuple[tuple[type[Exception], str], ...] = (
+    (RateLimited, "rate_limited"), (Unavailable, "unavailable"), (TransportError, "transport"),
+    (AuthError, "auth"), (Rejected, "rejected"), (BlockedDestination, "blocked_destination"),
+    (Misconfigured, "config"), (ConfigError, "config"), (RetryableError, "retryable"),
+    (PermanentError, "permanent"))
+"""Why a delivery failed, in a word, most specific class first (the metrics' ``reason``)."""
+
+
+def kind_of(exc: BaseException) -> str:
+    """The failure's kind from ``KINDS``; ``error`` for anything else (a custom connector's)."""
+    return next((kind for cls, kind in KINDS if isinstance(exc, cls)), "error")

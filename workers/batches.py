@@ -23,7 +23,7 @@ from config_core.state import buffers, events, ledger
 from config_core.state.keys import Namespace
 from config_core.state.ledger import LedgerRow, Status
 from connectors.base import BaseConnector, call
-from connectors.errors import PartialFailure, PermanentError, RetryableError
+from connectors.errors import PartialFailure, PermanentError, RetryableError, kind_of
 from workers import loading, scheduling
 from workers.celery_app import app
 from workers.redis_client import client
@@ -160,7 +160,7 @@ def _post(prepared: dict[str, Any], ns: Namespace, connector: str, batch_id: str
     unprepared = [i for i in ids if i not in prepared]
     expired = [i for i in ids if i in prepared and prepared[i] is None]
     pairs = [(i, prepared[i]) for i in ids if prepared.get(i) is not None]
-    mark(ns, expired, connector, Status.DEAD, "the event has expired")
+    mark(ns, expired, connector, Status.DEAD, "the event has expired", kind="expired")
     try:
         built = loading.build_connector(client(), ns, connector)
         _send_all(built, ns, connector, pairs)
@@ -187,7 +187,8 @@ def _send_all(built: BaseConnector, ns: Namespace, connector: str,
         except PartialFailure as partial:
             cut = partial.failed_index
             mark(ns, [i for i, _ in pairs[:cut]], connector, Status.DELIVERED)
-            mark(ns, [pairs[cut][0]], connector, Status.DEAD, built.redact(str(partial.error)))
+            mark(ns, [pairs[cut][0]], connector, Status.DEAD, built.redact(str(partial.error)),
+                 kind=kind_of(partial.error))
             del pairs[:cut + 1]
             continue
         except RetryableError as exc:
@@ -205,9 +206,9 @@ def _retry_later(ns: Namespace, connector: str, batch_id: str, left: list[str], 
     True when it must run again at once (eager mode)."""
     policy = scheduling.bounded_for_eager(_policy(ns, connector))
     wait_s = backoff_s(attempts, exc.retry_after_s)
-    rows = mark(ns, left, connector, Status.RETRYING, str(exc), wait_s)
+    rows = mark(ns, left, connector, Status.RETRYING, str(exc), wait_s, kind=kind_of(exc))
     if any(policy.gives_up(row) for row in rows):
-        mark(ns, left, connector, Status.DEAD, str(exc), count=False)
+        mark(ns, left, connector, Status.DEAD, str(exc), count=False, kind=kind_of(exc))
         log.warning("batch of %d events to %s dead: %s", len(left), connector, exc)
         buffers.finish(client(), ns, connector, batch_id)
         return False
@@ -224,15 +225,15 @@ def _policy(ns: Namespace, connector: str) -> RetryPolicy:
 
 
 def _dead(ns: Namespace, connector: str, ids: list[str], exc: Exception) -> None:
-    mark(ns, ids, connector, Status.DEAD, str(exc))
+    mark(ns, ids, connector, Status.DEAD, str(exc), kind=kind_of(exc))
     log.warning("batch of %d events to %s dead: %s", len(ids), connector, exc)
 
 
 def mark(ns: Namespace, ids: list[str], connector: str, status: Status,
-         error: str | None = None, retry_in_s: float | None = None, *, count: bool = True
-         ) -> list[LedgerRow]:
+         error: str | None = None, retry_in_s: float | None = None, *, count: bool = True,
+         kind: str | None = None) -> list[LedgerRow]:
     """Record the same outcome for every event of a batch (two round trips in all);
-    ``count``: the outcome is of a new attempt."""
+    ``count``: the outcome is of a new attempt; ``kind``: why it failed, in a word."""
     if not ids:
         return []
     pipe = client().pipeline(transaction=False)
@@ -244,7 +245,7 @@ def mark(ns: Namespace, ids: list[str], connector: str, status: Status,
     for event_id, text in zip(ids, stored, strict=True):
         row = ledger.parse_row(text) or LedgerRow.new(connector, "low")
         row.attempts += 1 if count else 0
-        ledger.finish(pipe, ns, event_id, row.mark(status, error, retry_in_s))
+        ledger.finish(pipe, ns, event_id, row.mark(status, error, retry_in_s, kind))
         rows.append(row)
     pipe.execute()
     return rows

@@ -32,6 +32,7 @@ from connectors.errors import (
     Skipped,
     TransportError,
     Unavailable,
+    kind_of,
 )
 from workers import batches, follow_ups, lines, loading, performance, scheduling
 from workers.context import RedisContext
@@ -51,6 +52,12 @@ LEASE_S = TIME_LIMIT_S + 5
 never loses it; a duplicate task waits this long for an attempt whose process died."""
 
 DIED = "the attempt died while sending (worker lost or hard time limit)"
+
+BREAKER_OPEN = "breaker_open"
+"""Error kind of a delivery waiting for its connector's circuit breaker."""
+
+WORKER_LOST = "worker_lost"
+"""Error kind of a delivery whose attempt died while sending."""
 
 IN_DOUBT = (f"outcome unknown: {DIED} before it could record the vendor's answer; not sent "
             "again, which could post it twice (replay to send it anyway)")
@@ -150,9 +157,10 @@ def _wait_for_breaker(ns: Namespace, event_id: str, name: str, urgency: str,
         return Outcome("in_flight", retry_in_s=max(1.0, breaker.open_for_s()))
     reason = (f"{name} is failing ({breaker.last_error}); waiting {breaker.open_for_s():.0f} s "
               "before trying it again")
-    row.mark(Status.RETRYING, reason, retry_in_s=breaker.open_for_s() + random.uniform(0, 1))
+    row.mark(Status.RETRYING, reason, retry_in_s=breaker.open_for_s() + random.uniform(0, 1),
+             kind=BREAKER_OPEN)
     if _policy(name, loaded).gives_up(row):
-        row.mark(Status.DEAD, reason)
+        row.mark(Status.DEAD, reason, kind=BREAKER_OPEN)
     ledger.finish(client(), ns, event_id, row)
     return Outcome(str(row.status), _wait(row))
 
@@ -179,11 +187,12 @@ def _settle_doubt(connector: BaseConnector | None, row: LedgerRow, policy: Retry
     policy gives up.
     """
     if connector is not None and not connector.retry_unknown_outcome:
-        return row.mark(Status.DEAD, IN_DOUBT)
+        return row.mark(Status.DEAD, IN_DOUBT, kind=WORKER_LOST)
     previous = dataclasses.replace(row, attempts=row.attempts - 1).mark(Status.RETRYING, DIED)
     row.first_failure_at, row.last_error = previous.first_failure_at, DIED
     if policy.gives_up(previous):
-        return row.mark(Status.DEAD, f"{DIED}; given up after {previous.attempts} attempt(s)")
+        return row.mark(Status.DEAD, f"{DIED}; given up after {previous.attempts} attempt(s)",
+                        kind=WORKER_LOST)
     return None
 
 
@@ -205,27 +214,28 @@ def _attempt(connector: BaseConnector | None, problem: Exception | None, event: 
         row.detail["skipped"] = _text(exc, connector)
         return row.mark(Status.SKIPPED), ""
     except (PermanentError, ConfigError) as exc:
-        return row.mark(Status.DEAD, _text(exc, connector)), OTHER
+        return row.mark(Status.DEAD, _text(exc, connector), kind=kind_of(exc)), OTHER
     except RetryableError as exc:
         kind = (VENDOR if isinstance(exc, (TransportError, Unavailable))
                 else THROTTLED if isinstance(exc, RateLimited) else OTHER)
-        return failed(row, policy, _text(exc, connector), exc.retry_after_s), kind
+        return failed(row, policy, _text(exc, connector), exc.retry_after_s, kind_of(exc)), kind
     except Exception as exc:  # noqa: BLE001 - a custom connector may raise anything
         log.warning("delivery %s to %s raised %s", event.get("event_id"), row.connector,
                     type(exc).__name__)
-        return failed(row, policy, _text(exc, connector), None), OTHER
+        return failed(row, policy, _text(exc, connector), None, kind_of(exc)), OTHER
     if isinstance(result, dict):
         row.detail.update(result)
     return row.mark(Status.DELIVERED), ""
 
 
 def failed(row: LedgerRow, policy: RetryPolicy, error: str,
-           retry_after_s: float | None) -> LedgerRow:
-    """Mark a failed attempt: retrying after a backoff, or dead when the policy gives up."""
+           retry_after_s: float | None, kind: str | None = None) -> LedgerRow:
+    """Mark a failed attempt: retrying after a backoff, or dead when the policy gives up;
+    ``kind``: why, in a word (``connectors.errors.kind_of``)."""
     wait_s = backoff_s(row.attempts, retry_after_s)
-    row.mark(Status.RETRYING, error, retry_in_s=wait_s)
+    row.mark(Status.RETRYING, error, retry_in_s=wait_s, kind=kind)
     if policy.gives_up(row):
-        row.mark(Status.DEAD, error)
+        row.mark(Status.DEAD, error, kind=kind)
     return row
 
 

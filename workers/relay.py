@@ -317,7 +317,7 @@ class Relay:
             event_id = str(event.get("event_id") or f"entry-{entry_id}")
         except ValueError:
             event_id = f"entry-{entry_id}"
-        row = LedgerRow.new(RELAY_ROW, "high").mark(Status.DEAD, reason)
+        row = LedgerRow.new(RELAY_ROW, "high").mark(Status.DEAD, reason, kind="undispatchable")
         ledger.finish(self.client, ns, event_id, row)
 
     def _replay(self, ns: Namespace, request: dict[str, Any], context: _RoutingContext) -> None:

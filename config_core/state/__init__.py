@@ -11,6 +11,8 @@
 - ``health``: each connector's health record (failure streak, pause, last status) and the
   line its deliveries wait in while it is paused.
 - ``relays``: each relay's last report (liveness, backlog).
+- ``counters``: delivery outcomes and latency, counted by the ledger's finish script.
+- ``metrics``: those counters, the outbox backlog and the dead letters, read for ``/metrics``.
 - ``samples``: performance samples waiting for New Relic.
 - ``directory``: identity providers' users and the roles they give.
 - ``apikeys``: the HTTP API's keys (hashes only).

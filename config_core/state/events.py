@@ -38,6 +38,12 @@ def outbox_key(ns: Namespace) -> str:
     return ns.key(OUTBOX_PART)
 
 
+def outbox_keys(ns: Namespace) -> list[str]:
+    """Every outbox stream of ``ns``: what a backlog figure sums (entries are deleted once
+    dispatched, so a stream's length is what waits)."""
+    return [outbox_key(ns)]
+
+
 def event_key(ns: Namespace, event_id: str) -> str:
     """The dispatched event document (JSON), kept for ``settings.EVENT_TTL_S``."""
     return ns.key("event", event_id)

@@ -10,7 +10,7 @@ Every change of a row goes through this module, and the changes that race go thr
   lease, so it decides on what is stored now; the attempt is counted before anything is sent,
   and an attempt that never finished (its process died) is reported as ``in_doubt``.
 - ``finish``: the outcome is written before the lease is released; a delivered or skipped row
-  is never moved back.
+  is never moved back. The same script counts the outcome for the metrics (``counters``).
 - ``reset``: a replay starts the delivery over.
 
 Rows still ``pending`` or ``retrying`` are also listed in a sorted set by the time they are due,
@@ -29,6 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from config_core import settings
+from config_core.state import counters
 from config_core.state.keys import Namespace
 
 
@@ -74,6 +75,9 @@ class LedgerRow:
     status: Status = Status.PENDING
     attempts: int = 0
     last_error: str | None = None
+    error_kind: str | None = None
+    """Why the last attempt failed, in a word (``rate_limited``, ``auth``, ...): the metrics'
+    ``reason``."""
     created_at: float = 0.0
     updated_at: float = 0.0
     delivered_at: float | None = None
@@ -107,12 +111,14 @@ class LedgerRow:
         return shown
 
     def mark(self, status: Status, error: str | None = None,
-             retry_in_s: float | None = None) -> LedgerRow:
-        """Move to ``status``, stamping the time (and the error or the next attempt)."""
+             retry_in_s: float | None = None, kind: str | None = None) -> LedgerRow:
+        """Move to ``status``, stamping the time (and the error, its kind, or the next
+        attempt)."""
         self.status = status
         self.updated_at = time.time()
         if error is not None or status == Status.DELIVERED:
             self.last_error = error
+            self.error_kind = kind if error is not None else None
         if status == Status.DELIVERED:
             self.delivered_at = self.updated_at
         if status == Status.RETRYING and self.first_failure_at is None:
@@ -261,13 +267,15 @@ def claim(client: Any, ns: Namespace, event_id: str, connector: str, urgency: st
 
 
 _FINISH = """
--- KEYS: 1 rows hash, 2 lease, 3 dead zset, 4 due zset
+-- KEYS: 1 rows hash, 2 lease, 3 dead zset, 4 due zset, 5 and 6 counters (see FINISH_COUNT_LUA)
 -- ARGV: 1 connector, 2 token ('' = none), 3 row json, 4 new status, 5 member (event:connector),
---       6 due member, 7 due score ('' = not due), 8 now, 9 ttl s, 10 sticky statuses
+--       6 due member, 7 due score ('' = not due), 8 now, 9 ttl s, 10 sticky statuses,
+--       11 latency bucket ('' = none), 12 latency s, 13 error kind ('' = none)
 local current = redis.call('HGET', KEYS[1], ARGV[1])
+local before = ''
 if current then
-  local status = cjson.decode(current)['status']
-  if status ~= ARGV[4] and string.find(' ' .. ARGV[10] .. ' ', ' ' .. status .. ' ', 1, true) then
+  before = cjson.decode(current)['status']
+  if before ~= ARGV[4] and string.find(' ' .. ARGV[10] .. ' ', ' ' .. before .. ' ', 1, true) then
     return 0
   end
 end
@@ -284,21 +292,26 @@ if ARGV[7] == '' then
 else
   redis.call('ZADD', KEYS[4], tonumber(ARGV[7]), ARGV[6])
 end
+""" + counters.FINISH_COUNT_LUA + """
 return 1
 """
 
 
 def finish(client: Any, ns: Namespace, event_id: str, row: LedgerRow, token: str = "") -> bool:
     """Write ``row`` (the outcome), then release the attempt's lease; False when the row was
-    already delivered or skipped and stays so. ``client`` may be a pipeline."""
+    already delivered or skipped and stays so. The outcome is counted for the metrics in the
+    same script (``counters``). ``client`` may be a pipeline."""
     due = ""
     if row.status in OPEN:
         due = str((row.next_attempt_at or row.updated_at) + DUE_GRACE_S)
+    latency = (counters.latency_args(row.created_at, row.delivered_at)
+               if row.status == Status.DELIVERED else ("", "0"))
     reply: Any = client.eval(
-        _FINISH, 4, rows_key(ns, event_id), lease_key(ns, event_id, row.connector), dead_key(ns),
-        due_key(ns), row.connector, token, row.to_json(), str(row.status),
-        f"{event_id}:{row.connector}", due_member(event_id, row.connector), due, row.updated_at,
-        settings.EVENT_TTL_S, " ".join(STICKY))
+        _FINISH, 6, rows_key(ns, event_id), lease_key(ns, event_id, row.connector), dead_key(ns),
+        due_key(ns), counters.outcomes_key(ns), counters.latency_key(ns), row.connector, token,
+        row.to_json(), str(row.status), f"{event_id}:{row.connector}",
+        due_member(event_id, row.connector), due, row.updated_at, settings.EVENT_TTL_S,
+        " ".join(STICKY), *latency, row.error_kind or "")
     return bool(reply)
 
 

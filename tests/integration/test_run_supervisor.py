@@ -126,6 +126,7 @@ def run_db(redis_server: str) -> Iterator[str]:
 def start_supervisor(workdir: Path, redis_url_: str, port: int) -> subprocess.Popen[str]:
     env = {**os.environ, "CONFIG_REDIS_URL": redis_url_,
            "FLOWER_BASIC_AUTH": ":".join(AUTH),
+           "APGCFG_METRICS_PORT": str(free_port()),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "PYTHONUNBUFFERED": "1"}
     for name in ("FLOWER_UNAUTHENTICATED_API", "CELERY_TASK_ALWAYS_EAGER", "CELERY_BROKER_URL",
