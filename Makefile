@@ -39,6 +39,9 @@ faults: install
 bench: install
 	$(BIN)/python -m bench.run
 
+screenshot: install
+	APGCFG_UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/test_flower.py
+
 docs: install
 	$(BIN)/python -m connectors.docs > docs/connectors.md
 
