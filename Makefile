@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration lint bench faults clean
+.PHONY: install run test test-unit test-integration test-load lint bench faults docs screenshot clean
 
 install: $(STAMP)
 
@@ -26,6 +26,9 @@ test-unit: install
 test-integration: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration
 
+test-load: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m load tests
+
 lint: install
 	$(BIN)/ruff check apgcfg config_core workers connectors tests bench
 	$(BIN)/mypy apgcfg config_core connectors workers
@@ -35,6 +38,12 @@ faults: install
 
 bench: install
 	$(BIN)/python -m bench.run
+
+screenshot: install
+	APGCFG_UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/test_flower.py
+
+docs: install
+	$(BIN)/python -m connectors.docs > docs/connectors.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -481,10 +481,9 @@ class ConfigService(HealthMonitoring):
                             *(await self.store.registered())})
             raise ConfigError(f"integrations.{name} is not a known connector or section; "
                               f"known: {known} (register custom connectors first)")
-        if cls.settings:
-            cls.validate_config(value, partial=partial)
-        elif not isinstance(value, dict):
+        if not isinstance(value, dict):
             raise ConfigError(f"integrations.{name} must be a dict of settings")
+        cls.validate_config(value, partial=partial)
         return cls.secret_fields()
 
     async def _secret_fields_of(self, key: str) -> frozenset[str]:

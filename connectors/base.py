@@ -13,6 +13,7 @@ from connectors.context import DeliveryContext, FollowUp, MemoryContext
 from connectors.errors import ConnectorError, Misconfigured, TransportError, Unavailable
 from connectors.settings import (
     ENV_REF_RE,
+    RATE_LIMIT,
     Setting,
     missing_required,
     validate_config,
@@ -36,6 +37,14 @@ class BaseConnector:
     """True for connectors that always send in batches (Splunk HEC): deliveries are buffered
     in Redis and flushed by ``batch_size`` / ``flush_interval`` (see ``batch_policy``)."""
 
+    rate_limit: ClassVar[str | None] = None
+    """Default rate limit of this connector's deliveries, per worker, in Celery's format
+    (``"50/m"``), set a little under the vendor's documented limit; None for none. The
+    ``rate_limit`` setting (``integrations.<name>.rate_limit``) overrides it."""
+
+    rate_limit_source: ClassVar[str] = ""
+    """The vendor's documented limit the default comes from (shown in docs/connectors.md)."""
+
     retry_unknown_outcome: ClassVar[bool] = True
     """Whether a delivery whose earlier attempt died while sending (outcome unknown) is sent
     again. True suits connectors that look up what an earlier attempt made (``create_once``)
@@ -53,9 +62,16 @@ class BaseConnector:
 
     @classmethod
     def validate_config(cls, config: Any, *, partial: bool = False) -> dict[str, Any]:
-        """Check a config against this connector's declared settings (``ConfigError`` if bad)."""
-        return validate_config(f"integrations.{cls.name or 'connector'}", cls.settings, config,
-                               partial=partial)
+        """Check a config against this connector's declared settings and the ``rate_limit``
+        every connector accepts (``ConfigError`` if bad)."""
+        where = f"integrations.{cls.name or 'connector'}"
+        if not isinstance(config, dict) or "rate_limit" not in config:
+            return validate_config(where, cls.settings, config, partial=partial)
+        own = {k: v for k, v in config.items() if k != "rate_limit"}
+        if config["rate_limit"] is not None:
+            RATE_LIMIT.validate(where, config["rate_limit"])
+        checked = validate_config(where, cls.settings, own, partial=partial)
+        return {**checked, "rate_limit": config["rate_limit"]}
 
     @classmethod
     def secret_fields(cls) -> frozenset[str]:

@@ -193,12 +193,17 @@ class DiscordConnector(DigestPolicy, BaseConnector):
     """Posts each configuration event as an embed to a Discord channel webhook."""
 
     name = "discord"
+    rate_limit = "2/s"
+    rate_limit_source = ("5 requests per 2 s per webhook (not published by Discord; its 429 "
+                         "carries Retry-After)")
     retry_unknown_outcome = False
     settings = (
         Setting("webhook_url", required=True, secret=True, check=http_url,
                 doc="Default channel's webhook; its path carries the token."),
-        Setting("username", default=DEFAULT_USERNAME, check=check_username),
-        Setting("avatar_url", check=http_url),
+        Setting("username", default=DEFAULT_USERNAME, check=check_username,
+                doc='1–80 characters, must not contain "clyde" or "discord" (Discord '
+                    'refuses such names).'),
+        Setting("avatar_url", check=http_url, doc="https URL of the bot avatar."),
         Setting("mention_users", kind=list, check=list_of_str,
                 doc='"<@id>" or "id" pings a user, "<@&id>" a role; plain names are text.'),
         Setting("critical_patterns", kind=list, check=list_of_str,

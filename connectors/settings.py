@@ -144,6 +144,45 @@ def dict_of_urls(value: dict[str, Any]) -> str | None:
     return None
 
 
+RATE_LIMIT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
+"""Celery's rate format: ``"50/m"`` is 50 tasks a minute (``s``, ``m`` or ``h``)."""
+
+RATE_UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def rate_per_s(value: str | float | int | None) -> float:
+    """Tasks per second of a rate limit (``"50/m"`` → 0.833, a number is per second);
+    0 means no limit. ``ValueError`` for anything else."""
+    if value is None:
+        return 0.0
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not 0 <= value < MAX_NUMBER:
+            raise ValueError(f"rate {value!r} out of range")
+        return float(value)
+    match = RATE_LIMIT_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"rate {value!r} is not like '50/m'")
+    return float(match.group(1)) / RATE_UNITS_S[match.group(2)]
+
+
+def rate_check(value: str | float | int) -> str | None:
+    """A rate as Celery takes it: ``"N/s"``, ``"N/m"``, ``"N/h"`` or a number per second
+    (0 turns the limit off)."""
+    try:
+        rate_per_s(value)
+    except ValueError:
+        return ("must be a rate such as '1/s', '50/m' or '1000/h', or a number of deliveries "
+                "per second (0: no limit)")
+    return None
+
+
+RATE_LIMIT = Setting(
+    "rate_limit", kind=(str, int, float), check=rate_check, minimum=0,
+    doc="How many deliveries to this connector a worker starts: '1/s', '50/m', '1000/h', or a "
+        "number per second; 0 for no limit (see Rate limits).")
+"""The setting every connector accepts, besides its own (see ``BaseConnector.rate_limit``)."""
+
+
 def max_length(limit: int) -> Check:
     """A string of at most ``limit`` characters."""
 

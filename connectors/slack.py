@@ -180,16 +180,19 @@ class SlackConnector(DigestPolicy, BaseConnector):
     """Posts each configuration event to a Slack incoming webhook."""
 
     name = "slack"
+    rate_limit = "50/m"
+    rate_limit_source = "about 1 message per second per webhook, short bursts tolerated"
     retry_unknown_outcome = False
     health_check_probes_vendor = False
     """Incoming webhooks have no side-effect-free probe: the check reads the config only."""
     settings = (
         Setting("webhook_url", required=True, secret=True, check=http_url,
                 doc="Incoming-webhook URL; its path is the credential."),
-        Setting("channel", check=check_channel, doc="Legacy webhooks only."),
+        Setting("channel", check=check_channel, doc="`#channel`; legacy webhooks only."),
         Setting("username", default=DEFAULT_USERNAME, check=max_length(80),
                 doc="Legacy webhooks only."),
-        Setting("icon_emoji", check=check_icon_emoji, doc="Legacy webhooks only."),
+        Setting("icon_emoji", check=check_icon_emoji,
+                doc="`:name:` form; legacy webhooks only."),
         Setting("mention_groups", kind=list, check=list_of_str,
                 doc='"<!subteam^S123>" or "S123" notifies a user group; handles are text.'),
         Setting("critical_patterns", kind=list, check=list_of_str,

@@ -6,11 +6,12 @@ that runs the outbox relay, and the inline dispatcher ``config_core`` uses in ea
 
 from config_core import hooks
 from workers import tasks
-from workers.bootsteps import RelayStep
+from workers.bootsteps import RateLimitStep, RelayStep
 from workers.celery_app import app
 from workers.relay import drain_inline
 
 app.steps["worker"].add(RelayStep)
+app.steps["worker"].add(RateLimitStep)
 hooks.register_inline_dispatch(drain_inline)
 
 __all__ = ["app", "tasks"]

@@ -1,7 +1,9 @@
-"""Worker bootstep that runs the outbox relay in a thread of the worker's main process.
+"""Worker bootsteps, each a thread of the worker's main process.
 
-The thread is supervised: should the relay ever return or raise, it is started again after a
-short pause, and ``celery -A workers inspect relay_status`` tells whether it is alive.
+``RelayStep`` runs the outbox relay. The thread is supervised: should the relay ever return or
+raise, it is started again after a short pause, and ``celery -A workers inspect relay_status``
+tells whether it is alive. ``RateLimitStep`` keeps the delivery tasks' rate limits in step
+with ``integrations.<name>.rate_limit`` (see ``workers.rate_limits``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from celery import bootsteps
 from celery.worker.control import inspect_command
 
 from config_core import settings
+from workers import rate_limits
 from workers.redis_client import connect
 from workers.relay import Relay, consumer_name
 
@@ -66,6 +69,41 @@ class RelayStep(bootsteps.StartStopStep):
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, worker: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+class RateLimitStep(bootsteps.StartStopStep):
+    """Apply the configured rate limits to this worker's delivery tasks when they change."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    FIRST_SYNC_S = 1.0
+    """Pause before the first sync: the worker's control channel is up by then."""
+
+    def __init__(self, worker: Any, **options: Any) -> None:
+        super().__init__(worker, **options)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, worker: Any) -> None:
+        self._thread = threading.Thread(target=self.run, args=(worker.app, worker.hostname),
+                                        name="apgcfg-rate-limits", daemon=True)
+        self._thread.start()
+
+    def run(self, app: Any, hostname: str) -> None:
+        """Sync every ``SYNC_EVERY_S`` until the worker stops; a failure waits for the next."""
+        client = connect(settings.redis_url())
+        wait_s = self.FIRST_SYNC_S
+        while not self._stop.wait(wait_s):
+            wait_s = rate_limits.SYNC_EVERY_S
+            try:
+                rate_limits.sync(app, client, hostname)
+            except Exception as exc:  # noqa: BLE001 - Redis or broker down: try again later
+                log.warning("rate limits not synced: %s: %s", type(exc).__name__, exc)
 
     def stop(self, worker: Any) -> None:
         self._stop.set()

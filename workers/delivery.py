@@ -65,10 +65,15 @@ IN_DOUBT = (f"outcome unknown: {DIED} before it could record the vendor's answer
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the task should do next: nothing, or run again after ``retry_in_s``."""
+    """What the task should do next: nothing, or run again after ``retry_in_s``.
+
+    ``reason`` is the ledger's ``last_error`` (already without secrets): why the delivery is
+    retrying or dead.
+    """
 
     status: str
     retry_in_s: float | None = None
+    reason: str = ""
 
 
 def deliver(namespace: str, event_id: str, name: str, urgency: str, *,
@@ -95,10 +100,11 @@ def deliver(namespace: str, event_id: str, name: str, urgency: str, *,
         return _wait_for_breaker(ns, event_id, name, urgency, loaded)
     taken = ledger.claim(client(), ns, event_id, name, urgency, LEASE_S, loaded.row_text)
     if taken.kind == "busy":
-        return Outcome("in_flight", retry_in_s=max(1.0, taken.busy_for_s))
+        return Outcome("in_flight", retry_in_s=max(1.0, taken.busy_for_s),
+                       reason="another attempt of this delivery is sending")
     assert taken.row is not None
     if taken.kind == "final":
-        return Outcome(str(taken.row.status))
+        return Outcome(str(taken.row.status), reason=taken.row.last_error or "")
     started = time.monotonic()
     policy = _policy(name, loaded)
     settled = _settle_doubt(connector, taken.row, policy) if taken.kind == "in_doubt" else None
@@ -114,7 +120,7 @@ def deliver(namespace: str, event_id: str, name: str, urgency: str, *,
     if loaded.timed and loaded.event:
         took_ms = (time.monotonic() - started) * 1000
         performance.record(client(), ns, [performance.sample("delivery", took_ms, event, name)])
-    return Outcome(str(row.status), _wait(row))
+    return Outcome(str(row.status), _wait(row), row.last_error or "")
 
 
 def _connector(ns: Namespace, name: str, loaded: loading.Loaded
@@ -154,7 +160,8 @@ def _wait_for_breaker(ns: Namespace, event_id: str, name: str, urgency: str,
     if row.status in ledger.NOT_ATTEMPTED:
         return Outcome(str(row.status))
     if row.claim:  # an attempt is sending (or died sending): its outcome decides
-        return Outcome("in_flight", retry_in_s=max(1.0, breaker.open_for_s()))
+        return Outcome("in_flight", retry_in_s=max(1.0, breaker.open_for_s()),
+                       reason="another attempt of this delivery is sending")
     reason = (f"{name} is failing ({breaker.last_error}); waiting {breaker.open_for_s():.0f} s "
               "before trying it again")
     row.mark(Status.RETRYING, reason, retry_in_s=breaker.open_for_s() + random.uniform(0, 1),
@@ -162,7 +169,7 @@ def _wait_for_breaker(ns: Namespace, event_id: str, name: str, urgency: str,
     if _policy(name, loaded).gives_up(row):
         row.mark(Status.DEAD, reason, kind=BREAKER_OPEN)
     ledger.finish(client(), ns, event_id, row)
-    return Outcome(str(row.status), _wait(row))
+    return Outcome(str(row.status), _wait(row), row.last_error or "")
 
 
 def _tell_health(pipe: Any, ns: Namespace, name: str, row: LedgerRow, failure: str,

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import Task
+from celery.exceptions import Retry
 
 from config_core.state import parking
 from connectors import registry
@@ -60,13 +61,15 @@ def publish(name: str, args: list[Any], kwargs: dict[str, Any], delay_s: float =
     return route
 
 
-def retry_later(task: Task, delay_s: float, args: list[Any], kwargs: dict[str, Any]) -> str:
+def retry_later(task: Task, delay_s: float, args: list[Any], kwargs: dict[str, Any],
+                reason: Exception) -> NoReturn:
     """Run the current task again in ``delay_s``: Celery's retry when the wait is short (or in
-    eager mode), else parked; returns "parked" (Celery's retry raises)."""
+    eager mode), else parked. Either way ``Retry`` is raised with ``reason``, so the task's
+    state is RETRY and its event (Flower) carries the reason."""
     if eager() or delay_s <= MAX_COUNTDOWN_S:
-        raise task.retry(countdown=delay_s)
+        raise task.retry(countdown=delay_s, exc=reason)
     parking.park(client(), task.name, args, kwargs, delay_s)
-    return "parked"
+    raise Retry(f"parked for {delay_s:.0f} s", exc=reason, when=delay_s)
 
 
 def bounded_for_eager(policy: RetryPolicy) -> RetryPolicy:

@@ -59,6 +59,10 @@ result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 visibility_timeout = VISIBILITY_TIMEOUT_S
 result_expires = 24 * 3600
 
+worker_disable_rate_limits = os.environ.get("APGCFG_RATE_LIMITS", "1") == "0"
+"""``APGCFG_RATE_LIMITS=0`` turns the delivery tasks' rate limits off (see
+``workers.rate_limits``): for loopback fakes that do not limit, in tests and benchmarks."""
+
 worker_send_task_events = os.environ.get("APGCFG_TASK_EVENTS", "1") != "0"
 task_send_sent_event = worker_send_task_events
 worker_hijack_root_logger = False

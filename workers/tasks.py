@@ -17,9 +17,11 @@ from workers import (
     identity,
     lines,
     performance,
+    rate_limits,
     scheduling,
 )
 from workers.celery_app import app
+from workers.errors import DeliveryDead, DeliveryRetrying
 from workers.redis_client import client
 
 KINDS = [*registry.BUILTIN, "custom"]
@@ -28,17 +30,26 @@ KINDS = [*registry.BUILTIN, "custom"]
 
 def _deliver(self: Task, namespace: str, event_id: str, connector: str,
              urgency: str = "medium") -> str:
+    """Deliver once. Delivered, skipped or batched: SUCCESS with that status; retrying: RETRY
+    with the reason; dead: FAILURE with ``DeliveryDead`` and the reason."""
     outcome = delivery.deliver(namespace, event_id, connector, urgency)
+    if outcome.status == "dead":
+        raise DeliveryDead(connector, outcome.reason)
     if outcome.retry_in_s is None:
         return outcome.status
-    return scheduling.retry_later(self, outcome.retry_in_s, [namespace, event_id, connector],
-                                  {"urgency": urgency})
+    scheduling.retry_later(self, outcome.retry_in_s, [namespace, event_id, connector],
+                           {"urgency": urgency}, DeliveryRetrying(connector, outcome.reason))
 
 
 def _register_deliver(kind: str) -> Any:
-    """One delivery task per connector type, so Flower rows and rate limits are per connector."""
+    """One delivery task per connector type, so Flower rows and rate limits are per connector.
+
+    ``throws``: a dead delivery is an expected outcome, logged on one line without a traceback.
+    ``rate_limit``: the connector's default, until ``workers.rate_limits`` applies its config.
+    """
     return app.task(_deliver, name=f"workers.deliver.{kind}", bind=True, max_retries=None,
-                    acks_late=True, reject_on_worker_lost=True,
+                    rate_limit=rate_limits.default(kind),
+                    acks_late=True, reject_on_worker_lost=True, throws=(DeliveryDead,),
                     soft_time_limit=delivery.SOFT_TIME_LIMIT_S, time_limit=delivery.TIME_LIMIT_S)
 
 

@@ -50,30 +50,32 @@ class AzureADConnector(IdentityConnector):
     name = "azure_ad"
     settings = (
         Setting("tenant_id", required=True, check=check_tenant,
-                doc="Directory (tenant) id GUID, or a domain such as contoso.onmicrosoft.com."),
+                doc="Directory (tenant) id GUID, or a domain such as `contoso.onmicrosoft.com` "
+                    "(not `common` / `organizations`)."),
         Setting("client_id", required=True, check=check_guid,
                 doc="Application (client) id of the app registration (a GUID)."),
         Setting("client_secret", required=True, secret=True,
-                doc="A client secret value of that app (not the secret's id)."),
+                doc="A client secret *value* of that app (not the secret's id)."),
         Setting("graph_api_version", default=DEFAULT_API_VERSION, check=check_api_version,
-                doc='"v1.0" or "beta".'),
+                doc='`"v1.0"` or `"beta"`.'),
         Setting("sync_groups", kind=bool, default=True,
                 doc="true: sync the members of the picked groups, with roles. false: sync "
                     "every user of the tenant (no groups, so no roles)."),
         Setting("group_filter", check=check_filter,
-                doc="OData $filter picking the synced groups, e.g. "
-                    "\"startswith(displayName,'APG_')\"; default: the groups named in "
-                    "group_mappings."),
+                doc="OData `$filter` picking the synced groups, e.g. "
+                    "`\"startswith(displayName,'APG_')\"`; default: the groups named in "
+                    "`group_mappings`."),
         Setting("user_attributes", kind=list, default=DEFAULT_USER_ATTRIBUTES,
                 check=check_attributes,
-                doc="Graph user properties stored with each user ($select)."),
+                doc="Graph user properties stored with each user (sent in `$select`)."),
         Setting("group_mappings", kind=dict, check=check_mappings,
-                doc="Group display name -> admin, write or read."),
+                doc="Group display name → `admin`, `write` or `read`."),
         Setting("authority_url", default=DEFAULT_AUTHORITY_URL, check=http_url,
                 doc="Identity platform base; the token is POSTed to "
-                    "{authority_url}/{tenant_id}/oauth2/v2.0/token."),
+                    "`{authority_url}/{tenant_id}/oauth2/v2.0/token` (national clouds, test "
+                    "fakes)."),
         Setting("graph_url", default=DEFAULT_GRAPH_URL, check=http_url,
-                doc="Microsoft Graph base (also the token scope, {graph_url}/.default)."),
+                doc="Microsoft Graph base; also the token scope, `{graph_url}/.default`."),
         SYNC_INTERVAL,
     )
 

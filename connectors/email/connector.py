@@ -54,26 +54,32 @@ class EmailConnector(BaseConnector):
     """Sends one plain-text e-mail per configuration event through an SMTP relay."""
 
     name = "email"
+    rate_limit_source = "set by your mail server"
     retry_unknown_outcome = False
     settings = (
         Setting("host", required=True, check=check_host,
-                doc="SMTP relay host name; internal hosts only where APGCFG_ALLOWED_NETWORKS "
-                    "allows them."),
+                doc="SMTP relay host name or IP address (no scheme or port); internal hosts "
+                    "only where `APGCFG_ALLOWED_NETWORKS` allows them."),
         Setting("port", kind=int, default=DEFAULT_PORT, minimum=1, maximum=65535,
-                doc="587 for starttls, 465 for tls, 25 for a local relay."),
+                doc="587 for `starttls`, 465 for `tls`, 25 for a local relay."),
         Setting("security", default="starttls", check=check_security,
-                doc="starttls, tls (implicit, port 465) or none (internal allowed hosts only)."),
+                doc="`starttls` (upgrade, refuse a server without it), `tls` (TLS from the "
+                    "first byte, port 465) or `none` (plain; only to internal hosts the "
+                    "allow-list permits)."),
         Setting("username", check=check_header_text,
                 doc="Logs in (AUTH) when set."),
-        Setting("password", secret=True, doc="Password of username."),
+        Setting("password", secret=True,
+                doc="Password of `username`; never in a message or an error text."),
         Setting("from_address", required=True, check=check_address,
-                doc="Sender address; its domain ends the Message-ID."),
+                doc="Sender address, e.g. `apg-config@company.com`; its domain ends the "
+                    "Message-ID."),
         Setting("to", kind=list, required=True, check=check_addresses,
-                doc="Recipient addresses; all must be accepted or nothing is sent."),
+                doc="List of recipient addresses; all must be accepted or nothing is sent."),
         Setting("subject_prefix", default=DEFAULT_SUBJECT_PREFIX, check=check_header_text,
                 doc="Starts every subject."),
         Setting("timeout_s", kind=(int, float), default=DEFAULT_TIMEOUT_S, minimum=0.1,
-                maximum=MAX_TIMEOUT_S, doc="Seconds each connect, read and write may take."),
+                maximum=MAX_TIMEOUT_S,
+                doc="Seconds each connect, read and write of the session may take (0.1–25)."),
     )
 
     @classmethod

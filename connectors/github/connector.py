@@ -40,6 +40,8 @@ class GitHubConnector(BaseConnector):
     """Opens an issue per change and dispatches the deploy workflow, as configured."""
 
     name = "github"
+    rate_limit = "1/s"
+    rate_limit_source = "writes at least 1 s apart; about 80 content-creating requests a minute"
     settings = SETTINGS
 
     @classmethod

@@ -66,6 +66,8 @@ class GitLabConnector(BaseConnector):
     """Commits each changed key on its own branch, opens a merge request, starts pipelines."""
 
     name = "gitlab"
+    rate_limit = "20/m"
+    rate_limit_source = "pipeline creation about 25 a minute on GitLab.com"
     settings = (
         Setting("base_url", default=DEFAULT_BASE_URL, check=http_url,
                 doc="GitLab server (GitLab.com or self-managed); `/api/v4` is added."),

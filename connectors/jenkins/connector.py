@@ -61,6 +61,7 @@ class JenkinsConnector(BaseConnector):
     """Triggers ``default_job`` with the change as parameters and feeds the result back."""
 
     name = "jenkins"
+    rate_limit_source = "none built in (a reverse proxy in front may limit)"
     settings = (
         Setting("base_url", required=True, check=http_url,
                 doc="Jenkins root URL (self-hosted server, or a test fake)."),

@@ -83,6 +83,8 @@ class JiraConnector(BaseConnector):
     """Opens one Jira issue per configuration change, error or security violation."""
 
     name = "jira"
+    rate_limit = "2/s"
+    rate_limit_source = "per-second burst limits per endpoint, numbers not published"
     settings = (
         Setting("server_url", required=True, check=http_url,
                 doc="Jira site (https://yourcompany.atlassian.net) or self-hosted server URL."),

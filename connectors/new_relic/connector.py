@@ -33,6 +33,7 @@ class NewRelicConnector(BaseConnector):
     """Sends configuration changes and errors to New Relic as custom events (Event API)."""
 
     name = "newrelic"
+    rate_limit_source = "100,000 posts a minute per account"
     settings = (
         Setting("account_id", kind=(str, int), required=True, check=check_account_id,
                 doc="Numeric account id; events go to `/v1/accounts/{account_id}/events`."),

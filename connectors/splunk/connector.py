@@ -55,6 +55,7 @@ class SplunkConnector(BaseConnector):
     """Sends configuration events to Splunk's HTTP Event Collector, batched."""
 
     name = "splunk"
+    rate_limit_source = "none documented; events are sent in batches"
     batched: ClassVar[bool] = True
     settings = (
         Setting("hec_url", required=True, check=check_hec_url,

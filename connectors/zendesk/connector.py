@@ -35,6 +35,8 @@ class ZendeskConnector(BaseConnector):
     """Opens a Zendesk Support ticket for errors, security violations and critical changes."""
 
     name = "zendesk"
+    rate_limit = "1/s"
+    rate_limit_source = "200 to 700 requests a minute per account, by plan"
     settings = (
         Setting("subdomain", check=check_subdomain,
                 doc="`yourcompany` for https://yourcompany.zendesk.com; this or `base_url`."),

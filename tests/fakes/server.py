@@ -267,6 +267,11 @@ class ServerBase:
         with self._lock:
             return list(self._requests)
 
+    def statuses(self) -> list[int]:
+        """The HTTP status of every answer given so far, oldest first."""
+        with self._lock:
+            return [status for _, status, _ in self._answers]
+
     def messages(self, webhook_url: str | None = None) -> list[dict[str, Any]]:
         """Accepted message bodies, oldest first, optionally for one webhook only."""
         key = self.key_for(webhook_url) if webhook_url else None

@@ -37,6 +37,10 @@ ID_ALPHABET = string.ascii_uppercase + string.digits
 SECRET_ALPHABET = string.ascii_letters + string.digits
 SECRET_LENGTH = 24
 
+DOCUMENTED_RATE = (1, 1.0)
+"""Slack's posting rate: about one message per second per webhook (then 429 + Retry-After).
+Slack tolerates short bursts; ``FakeSlack(documented_rate=True)`` does not: one per second."""
+
 FAILURE_TEXTS = {400: "invalid_payload", 403: "action_prohibited", 404: "no_service",
                  410: "channel_is_archived", 429: "rate_limited", 500: "rollup_error"}
 """Slack's body for each status a test may script."""
@@ -155,10 +159,14 @@ def payload_problem(body: dict[str, Any]) -> str | None:
 class FakeSlack(ServerBase):
     """Slack incoming webhooks on 127.0.0.1: validates posts, records accepted messages."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, *, documented_rate: bool = False) -> None:
+        """``documented_rate``: each webhook takes one post per sliding second, and answers
+        others 429 ``rate_limited`` with ``Retry-After`` (off by default, as for fast tests)."""
         super().__init__(delay_s)
         self._paths: set[str] = set()
         self._archived: set[str] = set()
+        if documented_rate:
+            self.rate_limit(*DOCUMENTED_RATE)
 
     def add_webhook(self) -> str:
         """Register a webhook and return its URL ``.../services/T.../B.../{secret}``."""

@@ -23,12 +23,14 @@ class WorkerProcess:
 
     def __init__(self, redis_url: str, log_dir: Path, *, concurrency: int = 2,
                  extra_env: dict[str, str] | None = None, prefix: str = "itest",
-                 queues: str = "high,medium,low") -> None:
+                 queues: str = "high,medium,low", rate_limits: bool = False) -> None:
+        """``rate_limits``: whether the connectors' rate limits apply (off by default: the
+        fakes do not limit unless told to, and tests that send many changes would wait)."""
         self.name = f"{prefix}-{uuid.uuid4().hex[:8]}@%h"
         self.log_path = log_dir / f"{self.name.split('@')[0]}.log"
         env = {**os.environ, "CONFIG_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT),
                "APGCFG_RELAY_CLAIM_IDLE_MS": "3000", "APGCFG_HTTP_TIMEOUT_S": "2,3",
-               **(extra_env or {})}
+               "APGCFG_RATE_LIMITS": "1" if rate_limits else "0", **(extra_env or {})}
         env.pop("CELERY_TASK_ALWAYS_EAGER", None)
         command = [sys.executable, "-m", "celery", "-A", "workers", "worker",
                    "-Q", queues, "-c", str(concurrency), "-n", self.name,
