@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from redis.exceptions import RedisError
-
-from config_core.errors import ApgConfigError, ConfigError
+from config_core.errors import ConfigError
 
 OK = 0
 """Done (for ``diff``: also when the two sides differ; the output says how)."""
@@ -30,6 +28,4 @@ def for_error(exc: BaseException) -> int:
         return NOT_FOUND
     if isinstance(exc, ConfigError):
         return USAGE
-    if isinstance(exc, ApgConfigError | RedisError):
-        return ERROR
     return ERROR
