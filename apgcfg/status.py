@@ -13,6 +13,7 @@ import os
 from collections import Counter
 from typing import Any
 
+from celery import Celery
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 
 from apgcfg.render import View, fields, table, when
@@ -58,10 +59,17 @@ def queue_depths(broker_url: str) -> dict[str, Any]:
 
 
 def workers_seen(broker_url: str, timeout_s: float) -> list[dict[str, Any]]:
-    """Workers that answer within ``timeout_s``, each with the queues it consumes."""
-    with celery_app.connection_for_read(broker_url) as connection:
-        replies = celery_app.control.inspect(timeout=timeout_s, connection=connection
-                                             ).active_queues() or {}
+    """Workers that answer within ``timeout_s``, each with the queues it consumes.
+
+    A Celery app of its own: ``workers.app`` publishes through a producer pool bound to the
+    broker it was configured with at import, which ``--redis-url`` does not change.
+    """
+    app = Celery("apgcfg-status", broker=broker_url, set_as_current=False)
+    app.conf.broker_transport_options = celery_app.conf.broker_transport_options
+    try:
+        replies = app.control.inspect(timeout=timeout_s).active_queues() or {}
+    finally:
+        app.close()
     return [{"name": name, "queues": sorted(q["name"] for q in queues)}
             for name, queues in sorted(replies.items())]
 
