@@ -120,7 +120,8 @@ class Progress:
 
     def advance(self, step: int = 1) -> None:
         self.done += step
-        if self.enabled:
+        every = max(1, self.total // 200)  # at most about 200 redraws, however long the run
+        if self.enabled and (self.done % every == 0 or self.done >= self.total):
             filled = self.WIDTH * self.done // self.total
             bar = "#" * filled + "." * (self.WIDTH - filled)
             print(f"\r{self.label} [{bar}] {self.done}/{self.total}", end="", file=self.out,

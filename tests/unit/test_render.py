@@ -77,3 +77,13 @@ def test_progress__enabled__bar_counts_to_total_disabled__silent() -> None:
 ])
 def test_exit_codes__each_error__its_documented_code(error: BaseException, code: int) -> None:
     assert exit_codes.for_error(error) == code
+
+
+def test_progress__long_run__redrawn_about_200_times_ends_at_total() -> None:
+    out = io.StringIO()
+    bar = Progress("replay", 10_000, True, out)
+    for _ in range(10_000):
+        bar.advance()
+    bar.close()
+    draws = out.getvalue().count("\r")
+    assert 150 <= draws <= 201 and out.getvalue().rstrip().endswith("10000/10000")
