@@ -1,8 +1,9 @@
 """``apgcfg``: run the stack, and read or change configuration from a shell.
 
-Every command but ``run`` is a thin wrapper over one ``ConfigService`` method and prints JSON.
-Refusals (``ConfigError``, ``IntegrationError``, a missing key, an unreachable Redis) print one
-line to stderr and exit 1.
+Every command but ``run`` and ``serve`` is a thin wrapper over ``ConfigService`` (or one module
+of this package) that returns plain data; ``apgcfg.render`` prints it as a table for people or,
+with ``--json``, as JSON for scripts. A refusal prints one line to stderr and exits with the code
+``apgcfg.exit_codes`` names (1 error, 2 bad input, 3 not found).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from typing import Any
 import uvicorn
 from redis.exceptions import RedisError
 
-from apgcfg import supervisor
+from apgcfg import diffing, exit_codes, replaying, status, supervisor
 from apgcfg.api import create_app
+from apgcfg.render import Lines, View, emit, table, to_json, when
 from config_core.errors import ApgConfigError, ConfigError
+from config_core.masking import mask_url_credentials
 from config_core.service import ConfigService
 from config_core.state import apikeys, directory
 from config_core.state import sync as sync_state
@@ -46,16 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = asyncio.run(_call(args.handler, args))
     except (ApgConfigError, KeyError, RedisError) as exc:
         print(f"apgcfg {args.command}: {_message(exc)}", file=sys.stderr)
-        return 1
-    if isinstance(result, Lines):
-        print("\n".join(result))
-    else:
-        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
-    return 0
-
-
-class Lines(list[str]):
-    """A command result printed as plain lines (the last one alone, for scripts)."""
+        return exit_codes.for_error(exc)
+    emit(result, getattr(args, "json", False))
+    return exit_codes.OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +83,8 @@ def _global_options() -> argparse.ArgumentParser:
     for name, env_var in _GLOBAL_ENV.items():
         common.add_argument(f"--{name.replace('_', '-')}", dest=name, default=argparse.SUPPRESS,
                             help=f"default: ${env_var}")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print JSON (for scripts) instead of tables")
     return common
 
 
@@ -132,7 +130,8 @@ def parse_value(text: str) -> Any:
 # commands ---------------------------------------------------------------------------------------
 
 async def _get(service: ConfigService, args: argparse.Namespace) -> Any:
-    return await service.get_config(args.key, reveal=args.reveal)
+    value = await service.get_config(args.key, reveal=args.reveal)
+    return View(value, value if isinstance(value, str) else to_json(value))
 
 
 async def _set(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
@@ -142,29 +141,68 @@ async def _set(service: ConfigService, args: argparse.Namespace) -> dict[str, An
     return dataclasses.asdict(result)
 
 
-async def _list(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
-    return await service.get_configs(args.prefix)
+async def _list(service: ConfigService, args: argparse.Namespace) -> View:
+    found = await service.get_configs(args.prefix)
+    rows = [{"key": key, "value": value} for key, value in found.items()]
+    return View(found, table(rows) if rows else "(none)")
 
 
-async def _history(service: ConfigService, args: argparse.Namespace) -> list[dict[str, Any]]:
-    return await service.history(args.key)
+async def _history(service: ConfigService, args: argparse.Namespace) -> View:
+    entries = await service.history(args.key)
+    return View(entries, table(entries, ["version", "timestamp", "changed_by", "reason",
+                                         "value", "event_id"]) if entries else "(none)")
 
 
-async def _deliveries(service: ConfigService, args: argparse.Namespace) -> list[dict[str, Any]]:
-    return await service.get_deliveries(args.event_id)
+async def _deliveries(service: ConfigService, args: argparse.Namespace) -> View:
+    rows = await service.get_deliveries(args.event_id)
+    shown = [{**row, "updated_at": when(row.get("updated_at"))} for row in rows]
+    return View(rows, table(shown, ["connector", "status", "urgency", "attempts",
+                                    "updated_at", "last_error"]) if rows else "(none)")
 
 
-async def _dead(service: ConfigService, args: argparse.Namespace) -> list[dict[str, Any]]:
-    return await service.dead_deliveries(args.limit)
+async def _dead(service: ConfigService, args: argparse.Namespace) -> View:
+    rows = await service.dead_deliveries(args.limit)
+    shown = [{**row, "updated_at": when(row.get("updated_at"))} for row in rows]
+    return View(rows, table(shown, ["event_id", "connector", "urgency", "attempts",
+                                    "updated_at", "last_error"]) if rows else "(none)")
 
 
-async def _replay(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
-    await service.replay(args.event_id, args.connector)
-    return {"event_id": args.event_id, "connector": args.connector, "replay": "requested"}
+async def _replay(service: ConfigService, args: argparse.Namespace) -> View:
+    return await replaying.replay(service, args.event_id, args.connector, args.since,
+                                  args.until, args.limit, args.progress)
 
 
-async def _status(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
-    return await service.status()
+async def _status(service: ConfigService, args: argparse.Namespace) -> View:
+    return status.view(await status.gather(service, args.timeout_s))
+
+
+async def _diff(service: ConfigService, args: argparse.Namespace) -> View:
+    if args.other_environment or args.other_redis_url:
+        if args.from_version is not None or args.to_version is not None:
+            raise ConfigError("diff compares two versions (--from/--to) or two environments "
+                              "(--other-environment/--other-redis-url), not both")
+        other = ConfigService(redis_url=args.other_redis_url or service.redis_url,
+                              environment=args.other_environment or service.environment,
+                              tenant=service.tenant)
+        async with other:
+            there = await diffing.current(other, args.key)
+        here = await diffing.current(service, args.key)
+        return diffing.compare(args.key, here, there,
+                               (_where(service), _where(other)))
+    if args.from_version is None:
+        raise ConfigError("diff needs --from VERSION (or --other-environment NAME)")
+    left = await diffing.version_of(service, args.key, args.from_version)
+    right = await diffing.version_of(service, args.key, args.to_version)
+    return diffing.compare(args.key, left, right,
+                           (f"v{left['version']}", f"v{right['version']}"))
+
+
+def _where(service: ConfigService) -> str:
+    return f"{service.namespace.name}@{mask_url_credentials(service.redis_url)}"
+
+
+async def _rollback(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
+    return await diffing.rollback(service, args.key, args.to_version, args.by, args.reason)
 
 
 async def _health(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:
@@ -215,28 +253,11 @@ async def _connectors(service: ConfigService, args: argparse.Namespace) -> Any:
         found = [await service.pause_connector(args.name, reason=args.reason)]
     else:
         found = [await service.resume_connector(args.name)]
-    return found if args.json else connector_table(found)
+    return View(found, table(found, CONNECTOR_COLUMNS))
 
 
 CONNECTOR_COLUMNS = ("name", "status", "paused", "waiting", "consecutive_failures",
                      "last_error")
-
-
-def connector_table(rows: list[dict[str, Any]]) -> Lines:
-    """Connectors as an aligned table, one per line."""
-    header = [c.upper() for c in CONNECTOR_COLUMNS]
-    cells = [header] + [[_cell(row.get(c)) for c in CONNECTOR_COLUMNS] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
-    return Lines(["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
-                  for line in cells])
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value).replace("\n", " ")[:80]
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -319,11 +340,41 @@ _COMMANDS: dict[str, tuple[Handler, str, list[tuple[tuple[str, ...], dict[str, A
     "dead": (_dead, "list dead deliveries, newest first", [
         (("--limit",), {"type": _positive_int, "default": 100}),
     ]),
-    "replay": (_replay, "deliver an event again", [
-        _EVENT, (("--connector",), {"help": "only this connector"}),
+    "replay": (_replay, "deliver an event again, or the dead deliveries of a connector or "
+                        "time window", [
+        (("event_id",), {"nargs": "?", "help": "event id (printed by set); omit to replay "
+                                              "dead deliveries by --connector/--since/--until"}),
+        (("--connector",), {"help": "only this connector"}),
+        (("--since",), {"help": "dead since: ISO 8601 (UTC), epoch seconds or 30m/2h/1d ago"}),
+        (("--until",), {"help": "dead until (same forms as --since)"}),
+        (("--limit",), {"type": _positive_int, "default": 10000,
+                        "help": "replay at most this many (default 10000)"}),
+        (("--progress",), {"action": argparse.BooleanOptionalAction, "default": None,
+                           "help": "progress bar on stderr (default: when it is a terminal)"}),
     ]),
     "health": (_health, "check every configured connector", []),
-    "status": (_status, "relays seen (alive, backlog), outbox length, dead deliveries", []),
+    "status": (_status, "queue depth per urgency, outbox backlog, dead deliveries per "
+                        "connector, relays and workers seen", [
+        (("--timeout-s",), {"type": float, "default": 1.0,
+                            "help": "how long to wait for workers to answer (default 1)"}),
+    ]),
+    "diff": (_diff, "compare two versions of a key, or the key in two environments", [
+        _KEY,
+        (("--from",), {"dest": "from_version", "type": int, "metavar": "VERSION"}),
+        (("--to",), {"dest": "to_version", "type": int, "metavar": "VERSION",
+                     "help": "default: the newest version"}),
+        (("--other-environment",), {"metavar": "NAME", "help": "compare with this "
+                                                              "environment's current value"}),
+        (("--other-redis-url",), {"metavar": "URL", "help": "... in this Redis"}),
+    ]),
+    "rollback": (_rollback, "set a key back to an earlier version's value (a normal change, "
+                            "with its event)", [
+        _KEY,
+        (("--to",), {"dest": "to_version", "type": int, "metavar": "VERSION",
+                     "required": True}),
+        (("--by",), {"help": "who makes the change"}),
+        (("--reason",), {"help": "why (default: rollback of KEY to version N)"}),
+    ]),
     "apikeys": (_apikeys, "create, list, rotate or revoke API keys of the HTTP API", [
         (("action",), {"choices": ["create", "list", "rotate", "revoke"]}),
         (("id",), {"nargs": "?", "help": "key id, for rotate and revoke"}),
@@ -357,7 +408,6 @@ _COMMANDS: dict[str, tuple[Handler, str, list[tuple[tuple[str, ...], dict[str, A
         (("action",), {"choices": ["list", "pause", "resume"]}),
         (("name",), {"nargs": "?", "help": "connector, for pause and resume"}),
         (("--reason",), {"help": "pause: why (shown in list and health)"}),
-        (("--json",), {"action": "store_true", "help": "print JSON instead of a table"}),
     ]),
     "role": (_role, "print the role the identity directory gives EMAIL", [
         (("email",), {"help": "user e-mail"}),

@@ -46,7 +46,7 @@ def apgcfg(service: ConfigService, *args: str) -> subprocess.CompletedProcess[st
     """Run ``python -m apgcfg.cli ARGS`` against the service's namespace."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "APGCFG_HTTP_TIMEOUT_S": "2,3"}
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)
-    command = [sys.executable, "-m", "apgcfg.cli", *args,
+    command = [sys.executable, "-m", "apgcfg.cli", *args, "--json",
                "--redis-url", service.redis_url, "--tenant", service.namespace.tenant,
                "--environment", service.namespace.environment]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,

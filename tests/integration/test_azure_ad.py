@@ -40,7 +40,7 @@ def apgcfg(redis_url: str, tenant: str, *args: str) -> subprocess.CompletedProce
     """Run ``apgcfg ARGS`` as a separate process against the test namespace."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)
-    command = [sys.executable, "-m", "apgcfg.cli", *args, "--redis-url", redis_url,
+    command = [sys.executable, "-m", "apgcfg.cli", *args, "--json", "--redis-url", redis_url,
                "--tenant", tenant, "--environment", "production"]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=60, check=False)

@@ -66,7 +66,8 @@ def apgcfg(service: ConfigService, *args: str) -> subprocess.CompletedProcess[st
     """Run ``apgcfg ARGS`` as a subprocess against the service's namespace."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)
-    command = [sys.executable, "-m", "apgcfg.cli", *args, "--redis-url", service.redis_url,
+    command = [sys.executable, "-m", "apgcfg.cli", *args, "--json",
+               "--redis-url", service.redis_url,
                "--tenant", service.tenant, "--environment", service.environment]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=90, check=False)

@@ -18,7 +18,7 @@ from tests.unit.test_approvals import DBA, GUIDE, PLATFORM, SECURITY
 
 
 def cli(tenant: str, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any, str]:
-    code = main([*args, "--redis-url", redis_url(UNIT_DB), "--tenant", tenant,
+    code = main([*args, "--json", "--redis-url", redis_url(UNIT_DB), "--tenant", tenant,
                  "--environment", "production"])
     out, err = capsys.readouterr()
     return code, json.loads(out) if out.strip() else None, err
@@ -44,11 +44,11 @@ def test_cli_approvals__list_show_approve_reject__json_out(
     assert shown["key"] == "app.security.level" and shown["status"] == "pending"
     assert approved["status"] == "approved" and rejected["status"] == "rejected"
     assert cli(tenant, capsys, "get", "app.security.level")[1] == "high"
-    # And a refusal is one line on stderr, exit 1
+    # And a refusal is one line on stderr, exit 2 (refused input)
     code, _, err = cli(tenant, capsys, "approvals", "approve", second["request_id"], "--by",
                        "intern@x.com")
-    assert code == 1 and err.count("\n") == 1
-    assert cli(tenant, capsys, "approvals", "approve", second["request_id"])[0] == 1
+    assert code == 2 and err.count("\n") == 1
+    assert cli(tenant, capsys, "approvals", "approve", second["request_id"])[0] == 2
 
 
 @pytest.fixture

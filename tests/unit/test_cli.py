@@ -19,7 +19,7 @@ from tests.fakes.discord import FakeDiscord
 def cli(eager: None, tenant: str, redis_server: str):
     """Run ``apgcfg ARGS`` in a namespace of its own; return (exit code, parsed stdout)."""
     def run(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, object, str]:
-        code = main([*args, "--redis-url", redis_url(UNIT_DB), "--tenant", tenant,
+        code = main([*args, "--json", "--redis-url", redis_url(UNIT_DB), "--tenant", tenant,
                      "--environment", "production"])
         out, err = capsys.readouterr()
         return code, json.loads(out) if out.strip() else None, err
@@ -42,12 +42,13 @@ def test_set_get_list_history__round_trip(cli, capsys: pytest.CaptureFixture[str
     assert [(h["version"], h["changed_by"], h["reason"]) for h in history] == [(1, "ops", "mig")]
 
 
-def test_refusals__one_line_on_stderr_exit_1(cli, capsys: pytest.CaptureFixture[str]) -> None:
+def test_refusals__one_line_on_stderr__exit_2_bad_input_3_not_found(
+        cli, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli("set", "bad key", "1", capsys=capsys)
-    assert (code, out) == (1, None) and "config key 'bad key' is invalid" in err
+    assert (code, out) == (2, None) and "config key 'bad key' is invalid" in err
     assert "Traceback" not in err and err.count("\n") == 1
     code, _, err = cli("get", "app.missing", capsys=capsys)
-    assert code == 1 and "not found: app.missing" in err
+    assert code == 3 and "not found: app.missing" in err
 
 
 def test_deliveries_dead_replay__through_the_ledger(
@@ -93,7 +94,7 @@ def test_set__same_idempotency_key_twice__applied_once(
 
 def test_status__no_worker__namespace_backlog_and_no_relay(
         cli, capsys: pytest.CaptureFixture[str]) -> None:
-    code, status, _ = cli("status", capsys=capsys)
+    code, status, _ = cli("status", "--timeout-s", "0.1", capsys=capsys)
     assert code == 0 and status["outbox"] == 0 and status["dead"] == 0
     assert status["relays"] == []  # no worker ever runs on the unit database
 
@@ -102,7 +103,7 @@ def test_status__no_worker__namespace_backlog_and_no_relay(
 def cli_lines(eager: None, tenant: str, redis_server: str):
     """Run ``apgcfg ARGS``; return (exit code, stdout lines, stderr)."""
     def run(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str], str]:
-        code = main([*args, "--redis-url", redis_url(UNIT_DB), "--tenant", tenant,
+        code = main([*args, "--json", "--redis-url", redis_url(UNIT_DB), "--tenant", tenant,
                      "--environment", "production"])
         out, err = capsys.readouterr()
         return code, out.strip().splitlines(), err
@@ -162,27 +163,28 @@ def test_apikeys_rotate__unknown_revoked_or_expired__refused_nothing_created(
     for key_id, why in ((revoked["id"], "revoked"), (rotated["id"], "expired"),
                         ("nope", "no API key")):
         code, lines, err = cli_lines("apikeys", "rotate", key_id, capsys=capsys)
-        assert (code, lines) == (1, []) and key_id in err and why in err
+        assert (code, lines) == (2, []) and key_id in err and why in err
     # And no key was made
     assert len(json.loads("\n".join(cli_lines("apikeys", "list", capsys=capsys)[1]))) == count
 
 
 def test_connectors__list_pause_resume__table_and_json(
-        cli, cli_lines, capsys: pytest.CaptureFixture[str]) -> None:
+        cli, cli_lines, tenant: str, capsys: pytest.CaptureFixture[str]) -> None:
     # Given a configured connector
     cli("set", "integrations.discord",
         '{"webhook_url": "https://discord.com/api/webhooks/1/abc"}', capsys=capsys)
     # When it is paused, listed as a table and as JSON, then resumed
-    code, lines, _ = cli_lines("connectors", "pause", "discord", "--reason", "maintenance",
-                               capsys=capsys)
+    code = main(["connectors", "pause", "discord", "--reason", "maintenance", "--redis-url",
+                 redis_url(UNIT_DB), "--tenant", tenant, "--environment", "production"])
+    lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0 and lines[0].split()[:4] == ["NAME", "STATUS", "PAUSED", "WAITING"]
-    assert lines[1].split()[:3] == ["discord", "unchecked", "yes"]
+    assert lines[1].split()[:3] == ["discord", "unchecked", "true"]
     code, listed, _ = cli("connectors", "list", "--json", capsys=capsys)
     assert listed[0]["paused"] is True and listed[0]["paused_reason"] == "maintenance"
     code, resumed, _ = cli("connectors", "resume", "discord", "--json", capsys=capsys)
     assert code == 0 and resumed[0]["paused"] is False
-    # Then an unknown connector, or no name, is refused with exit 1
+    # Then an unknown connector is not found (exit 3), no name is bad input (exit 2)
     code, _, err = cli_lines("connectors", "pause", "jira", capsys=capsys)
-    assert code == 1 and "jira" in err
+    assert code == 3 and "jira" in err
     code, _, err = cli_lines("connectors", "resume", capsys=capsys)
-    assert code == 1 and "needs the connector's name" in err
+    assert code == 2 and "needs the connector's name" in err
