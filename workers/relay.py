@@ -173,8 +173,8 @@ class Relay:
                                                 count=BATCH)
             entries = [entry for entry in reply[1] if entry and entry[1]]
             if entries:
-                log.info("outbox relay: claimed %d %s entries of %s", len(entries), urgency,
-                         ns.name)
+                log.info("outbox relay: claimed %d entries of %s (%s)", len(entries), ns.name,
+                         urgency)
                 self.dispatch(ns, entries, urgency)
 
     def _release_parked(self) -> None:
