@@ -40,8 +40,8 @@ BACKLOG_SAMPLES, QUICK_BACKLOG_SAMPLES = 100, 30
 GOAL_BACKLOG_FACTOR = 2.0
 """Goal: p99 of a high change under backlog at most this many times the idle p99."""
 
-TOP_UP_CHUNK = 200
-"""Concurrent ``set_config`` calls when topping the low backlog up."""
+TOP_UP_CHUNK = settings.GATHER_CHUNK
+"""Concurrent ``set_config`` calls when topping the low backlog up (within the pool)."""
 
 DEPLOYMENTS: dict[str, list[tuple[str, str, int]]] = {
     "recommended": [("high", "high", 1), ("medium,low", "medium,low", settings.WORKER_CONCURRENCY)],
