@@ -43,11 +43,16 @@ GOAL_BACKLOG_FACTOR = 2.0
 TOP_UP_CHUNK = settings.GATHER_CHUNK
 """Concurrent ``set_config`` calls when topping the low backlog up (within the pool)."""
 
-DEPLOYMENTS: dict[str, list[tuple[str, str, int]]] = {
-    "recommended": [("high", "high", 1), ("medium,low", "medium,low", settings.WORKER_CONCURRENCY)],
-    "single worker": [("high,medium,low", "", settings.WORKER_CONCURRENCY)],
+BULK_NICE = 10
+"""CPU niceness of the ``medium,low`` worker in the recommended deployment: on one host, the
+bulk worker yields the CPU to the high one (docs/operations.md)."""
+
+DEPLOYMENTS: dict[str, list[tuple[str, str, int, int]]] = {
+    "recommended": [("high", "high", 1, 0),
+                    ("medium,low", "medium,low", settings.WORKER_CONCURRENCY, BULK_NICE)],
+    "single worker": [("high,medium,low", "", settings.WORKER_CONCURRENCY, 0)],
 }
-"""Workers per deployment: (queues, APGCFG_RELAY_URGENCIES, concurrency)."""
+"""Workers per deployment: (queues, APGCFG_RELAY_URGENCIES, concurrency, niceness)."""
 
 TRIGGERS = {
     "urgent": {"patterns": ["bench.high.*"], "connectors": ["discord"], "urgency": "high"},
@@ -100,17 +105,19 @@ async def measure_backlog(url: str, samples: int, log_dir: Path) -> list[Backlog
     return runs
 
 
-async def _run(url: str, deployment: str, spec: list[tuple[str, str, int]], samples: int,
-               log_dir: Path) -> BacklogRun:
+async def _run(url: str, deployment: str, spec: list[tuple[str, str, int, int]],
+               samples: int, log_dir: Path) -> BacklogRun:
     fake = SignallingDiscord()
     workers = [WorkerProcess(url, log_dir, concurrency=c, prefix="bench-backlog", queues=q,
                              extra_env={"APGCFG_RELAY_URGENCIES": u} if u else None)
-               for q, u, c in spec]
+               for q, u, c, _ in spec]
     raw = redis.Redis.from_url(client_url(url))
     try:
         fake.start()
-        for worker in workers:
+        for worker, (*_, nice) in zip(workers, spec, strict=True):
             await asyncio.to_thread(worker.wait_ready)
+            if nice:  # the whole group: main process and pool children
+                os.setpriority(os.PRIO_PGRP, worker.proc.pid, nice)
         async with ConfigService(redis_url=url, environment="backlog",
                                  tenant=settings.TENANT) as svc:
             await svc.set_config("integrations.discord", {"webhook_url": fake.add_webhook()})
