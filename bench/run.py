@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from bench import report, settings
+from bench import backlog, report, settings
 from bench.facts import machine_facts
 from bench.latency import LatencyResult, measure_latency
 from bench.splunk import measure_splunk, splunk_text
@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"changes per write method (default {settings.WRITES})")
     parser.add_argument("--latency-samples", type=_positive_int, metavar="M",
                         help=f"changes timed end to end (default {settings.LATENCY_SAMPLES})")
+    parser.add_argument("--backlog-samples", type=_positive_int, metavar="K",
+                        help="high changes timed idle and under backlog, per deployment "
+                             f"(default {backlog.BACKLOG_SAMPLES})")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: N={settings.QUICK_WRITES}, "
                              f"M={settings.QUICK_LATENCY_SAMPLES}")
@@ -56,7 +59,8 @@ def _flush(url: str) -> None:
 
 
 async def _measure(url: str, writes: int, samples: int, log_dir: Path,
-                   splunk_counts: tuple[int, int]) -> tuple[list[Throughput], LatencyResult]:
+                   splunk_counts: tuple[int, int], backlog_samples: int,
+                   ) -> tuple[list[Throughput], LatencyResult, list[backlog.BacklogRun]]:
     print(f"\n== 1. write throughput: {writes} changes per method, no worker running ==",
           flush=True)
     throughput = await measure_writes(url, writes)
@@ -72,7 +76,12 @@ async def _measure(url: str, writes: int, samples: int, log_dir: Path,
           "request each, through a real worker ==", flush=True)
     runs = await measure_splunk(url, batched, unbatched, log_dir)
     print(splunk_text(runs), flush=True)
-    return throughput, latency
+    print(f"\n== 4. latency under backlog: a high change while {backlog.BACKLOG_LOW_EVENTS:,} "
+          f"low events wait, {backlog_samples} samples idle and as many under backlog ==",
+          flush=True)
+    backlog_runs = await backlog.measure_backlog(url, backlog_samples, log_dir)
+    print(backlog.backlog_text(backlog_runs), flush=True)
+    return throughput, latency, backlog_runs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,8 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="apgcfg-bench-") as log_dir:
             splunk_counts = ((1000, 200) if args.quick else
                              (settings.SPLUNK_BATCHED_EVENTS, settings.SPLUNK_UNBATCHED_EVENTS))
-            throughput, latency = asyncio.run(_measure(url, writes, samples, Path(log_dir),
-                                                       splunk_counts))
+            backlog_samples = args.backlog_samples or (
+                backlog.QUICK_BACKLOG_SAMPLES if args.quick else backlog.BACKLOG_SAMPLES)
+            throughput, latency, backlog_runs = asyncio.run(_measure(
+                url, writes, samples, Path(log_dir), splunk_counts, backlog_samples))
     except (RuntimeError, redis.RedisError, ApgConfigError) as exc:
         print(f"\nbench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -98,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n  load average at the end: {load_1m:.2f} / {load_5m:.2f} (1 / 5 min); "
           f"{facts['cpu_count']} CPUs")
     if args.json:
-        print("\n" + json.dumps(report.summary(facts, throughput, writes, latency), indent=2))
+        data = report.summary(facts, throughput, writes, latency)
+        data["latency_under_backlog"] = backlog.backlog_summary(backlog_runs)
+        print("\n" + json.dumps(data, indent=2))
     return 0
 
 

@@ -121,12 +121,15 @@ class Store:
         """Relays seen, this namespace's outbox backlog and dead deliveries."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(relays.RELAYS_KEY)
-            pipe.xlen(events.outbox_key(self.ns))
             pipe.zcard(ledger.dead_key(self.ns))
             pipe.zcard(ledger.due_key(self.ns))
-            stored, outbox, dead, open_ = await pipe.execute()
+            for stream in events.outbox_keys(self.ns).values():
+                pipe.xlen(stream)
+            stored, dead, open_, *lengths = await pipe.execute()
+        by_urgency = dict(zip(events.outbox_keys(self.ns), lengths, strict=True))
         return {"namespace": self.ns.name, "relays": relays.reports(stored),
-                "outbox": outbox, "dead": dead, "open_deliveries": open_}
+                "outbox": sum(by_urgency.values()), "outbox_by_urgency": by_urgency,
+                "dead": dead, "open_deliveries": open_}
 
     async def approval_script(self, name: str, args: list[str]) -> list[Any]:
         """Run ``approvals``' create or decide script; its reply as is."""

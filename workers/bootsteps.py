@@ -18,6 +18,7 @@ from celery.worker.control import inspect_command
 
 from config_core import settings
 from workers import rate_limits
+from workers.outbox_reader import relay_urgencies
 from workers.redis_client import connect
 from workers.relay import Relay, consumer_name
 
@@ -43,12 +44,13 @@ class RelayStep(bootsteps.StartStopStep):
 
     def start(self, worker: Any) -> None:
         global _running
-        self.relay = Relay(connect(settings.redis_url()), consumer_name())
+        self.relay = Relay(connect(settings.redis_url()), consumer_name(), relay_urgencies())
         self._thread = threading.Thread(target=self.supervise, name="apgcfg-outbox-relay",
                                         daemon=True)
         self._thread.start()
         _running = self
-        log.info("outbox relay started as consumer %s", self.relay.consumer)
+        log.info("outbox relay started as consumer %s, reading urgencies %s",
+                 self.relay.consumer, ",".join(self.relay.urgencies))
 
     def supervise(self) -> None:
         """Run the relay until the worker stops, starting it again whenever it ends."""
@@ -119,6 +121,7 @@ def relay_status(state: Any) -> dict[str, Any]:
         return {"relay": "off"}
     health = step.relay.health
     return {"relay": "alive" if step.alive() else "dead", "consumer": health.consumer,
+            "urgencies": health.urgencies,
             "dispatched": health.dispatched, "poisoned": health.poisoned,
             "reconciled": health.reconciled, "errors": health.errors,
             "restarts": health.restarts, "last_error": health.last_error,

@@ -2,8 +2,9 @@
 
 It runs as a thread inside every ``celery -A workers worker`` (see ``workers.bootsteps``),
 which restarts it should it ever stop. It reads the outbox streams in consumer group
-``dispatch`` (XREADGROUP), records each routed delivery as pending, publishes one delivery task
-per connector, then XACKs and deletes the entry.
+``dispatch`` (XREADGROUP), high before medium before low (``workers.outbox_reader``; a relay
+may read only some urgencies), records each routed delivery as pending, publishes one delivery
+task per connector, then XACKs and deletes the entry.
 
 Nothing stops it for long:
 - an entry it cannot dispatch (bad data, a connector setting that breaks routing) is recorded
@@ -29,18 +30,20 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis
 from kombu.exceptions import OperationalError
 
 from config_core.events import Event
-from config_core.routing import route_event
+from config_core.routing import DEFAULT_URGENCY, URGENCIES, route_event
 from config_core.state import approvals, buffers, events, ledger, parking, relays, values
 from config_core.state.keys import Namespace
 from config_core.state.ledger import LedgerRow, Status
 from connectors import registry
 from workers import batches, env_sync, lines, performance, scheduling
+from workers.outbox_reader import READ_BATCH, OutboxReader
 from workers.redis_client import connect, using
 
 log = logging.getLogger(__name__)
@@ -48,8 +51,8 @@ log = logging.getLogger(__name__)
 CLAIM_IDLE_MS = int(os.environ.get("APGCFG_RELAY_CLAIM_IDLE_MS", "30000"))
 """An outbox entry pending this long belongs to a relay presumed dead and is claimed."""
 
-BATCH = 100
-"""Entries read per XREADGROUP call."""
+BATCH = READ_BATCH["high"]
+"""Most entries read (or claimed) per stream and call; see ``outbox_reader.READ_BATCH``."""
 
 BLOCK_MS = 1000
 """How long one XREADGROUP waits for new entries."""
@@ -70,10 +73,13 @@ MAX_PAUSE_S = 5.0
 class Relay:
     """Reads outbox streams and publishes delivery tasks."""
 
-    def __init__(self, client: redis.Redis, consumer: str) -> None:
+    def __init__(self, client: redis.Redis, consumer: str,
+                 urgencies: Sequence[str] = URGENCIES) -> None:
         self.client = client
         self.consumer = consumer
-        self.health = relays.Health(consumer)
+        self.reader = OutboxReader(client, consumer, urgencies)
+        self.urgencies = self.reader.urgencies
+        self.health = relays.Health(consumer, urgencies=list(self.urgencies))
         self._groups: set[Namespace] = set()
         self._reread_own = False
 
@@ -115,22 +121,18 @@ class Relay:
         return found
 
     def read_once(self, block_ms: int | None = None) -> int:
-        """Read and dispatch one batch from every outbox; return how many entries."""
+        """Read and dispatch the next batches, most urgent first; return how many entries."""
         namespaces = self.namespaces()
         if not namespaces:
             time.sleep((block_ms or 0) / 1000)
             return 0
-        start = "0" if self._reread_own else ">"  # after a failure: our own pending first
-        streams: dict[Any, Any] = {events.outbox_key(ns): start for ns in namespaces}
-        replies: Any = self.client.xreadgroup(events.DISPATCH_GROUP, self.consumer, streams,
-                                              count=BATCH, block=None if start == "0" else block_ms)
-        by_stream = {events.outbox_key(ns): ns for ns in namespaces}
-        count = sum(len(entries) for _, entries in replies or [])
-        if start == "0" and count == 0:
+        own = self._reread_own  # after a failure: our own pending entries first
+        found = self.reader.read(namespaces, block_ms=block_ms, own_pending=own)
+        if own and not found:
             self._reread_own = False  # our own pending entries are all dispatched again
-        for stream, entries in replies or []:
-            self.dispatch(by_stream[stream], entries)
-        return count
+        for batch in found:
+            self.dispatch(batch.ns, batch.entries, batch.urgency)
+        return sum(len(batch.entries) for batch in found)
 
     # the sweep -----------------------------------------------------------------------------
 
@@ -168,13 +170,16 @@ class Relay:
             return None
 
     def _claim_abandoned(self, ns: Namespace) -> None:
-        reply: Any = self.client.xautoclaim(events.outbox_key(ns), events.DISPATCH_GROUP,
-                                            self.consumer, min_idle_time=CLAIM_IDLE_MS,
-                                            start_id="0-0", count=BATCH)
-        entries = [entry for entry in reply[1] if entry and entry[1]]
-        if entries:
-            log.info("outbox relay: claimed %d entries of %s", len(entries), ns.name)
-            self.dispatch(ns, entries)
+        for urgency in self.urgencies:
+            reply: Any = self.client.xautoclaim(events.outbox_key(ns, urgency),
+                                                events.DISPATCH_GROUP, self.consumer,
+                                                min_idle_time=CLAIM_IDLE_MS, start_id="0-0",
+                                                count=BATCH)
+            entries = [entry for entry in reply[1] if entry and entry[1]]
+            if entries:
+                log.info("outbox relay: claimed %d entries of %s (%s)", len(entries), ns.name,
+                         urgency)
+                self.dispatch(ns, entries, urgency)
 
     def _release_parked(self) -> None:
         for item in parking.take_due(self.client):
@@ -229,8 +234,10 @@ class Relay:
 
     # dispatching ---------------------------------------------------------------------------
 
-    def dispatch(self, ns: Namespace, entries: list[Any]) -> None:
-        """Publish the deliveries of ``entries``, then acknowledge and delete them."""
+    def dispatch(self, ns: Namespace, entries: list[Any], urgency: str = DEFAULT_URGENCY,
+                 ) -> None:
+        """Publish the deliveries of ``entries`` (read from ``ns``'s outbox stream of
+        ``urgency``), then acknowledge and delete them."""
         if not entries:
             return
         context = _RoutingContext.load(self.client, ns)
@@ -246,8 +253,9 @@ class Relay:
                                    [ns.name, event["event_id"], name], {"urgency": urgency})
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.client.pipeline(transaction=True)
-        pipe.xack(events.outbox_key(ns), events.DISPATCH_GROUP, *ids)
-        pipe.xdel(events.outbox_key(ns), *ids)
+        stream = events.outbox_key(ns, urgency)
+        pipe.xack(stream, events.DISPATCH_GROUP, *ids)
+        pipe.xdel(stream, *ids)
         pipe.execute()
         self.health.dispatched += len(ids)
 
@@ -274,7 +282,7 @@ class Relay:
         """Store the event and publish its deliveries; return those for always-batched
         connectors, which the caller buffers together."""
         routes = route_event(event, context.triggers, context.configured)
-        urgencies = [u for u in ("high", "medium", "low") if u in routes.values()]
+        urgencies = [u for u in URGENCIES if u in routes.values()]
         event["urgency"] = urgencies[0] if urgencies else None
         if not routes:
             return []
@@ -368,10 +376,6 @@ def drain_inline(redis_url: str, ns: Namespace) -> None:
 
 
 def _drain(relay: Relay, ns: Namespace) -> None:
-    while True:
-        replies: Any = relay.client.xreadgroup(events.DISPATCH_GROUP, relay.consumer,
-                                               {events.outbox_key(ns): ">"}, count=BATCH)
-        if not replies:
-            return
-        for _, entries in replies:
-            relay.dispatch(ns, entries)
+    while found := relay.reader.read([ns]):
+        for batch in found:
+            relay.dispatch(batch.ns, batch.entries, batch.urgency)

@@ -22,7 +22,7 @@ from typing import Any
 from config_core.approvals import PENDING
 from config_core.events import APPROVAL_DECIDED, Change, iso, now
 from config_core.settings import DEFAULT_MAX_BACKLOG
-from config_core.state.events import OUTBOX_PART
+from config_core.state.events import OUTBOX_PARTS
 from config_core.state.keys import Namespace
 from config_core.state.values import VALUE_PART, WRITE_SCRIPT, Write, event_only
 
@@ -82,13 +82,16 @@ DECIDE_SCRIPT = _HEAD.substitute(write=WRITE_SCRIPT, request_part=REQUEST_PART) 
 --       still refuse.
 if (redis.call('HGET', request, 'rev') or '') ~= ARGV[3] then return {'moved'} end
 local writes = cjson.decode(ARGV[6])
-local outbox = prefix .. '$outbox_part'
-local kind = redis.call('TYPE', outbox)['ok']
-if kind ~= 'stream' and kind ~= 'none' then return {'outbox', kind} end
+local backlog = 0
+for _, part in ipairs({$outbox_parts}) do
+  local outbox = prefix .. part
+  local kind = redis.call('TYPE', outbox)['ok']
+  if kind ~= 'stream' and kind ~= 'none' then return {'outbox', kind, outbox} end
+  if kind == 'stream' then backlog = backlog + redis.call('XLEN', outbox) end
+end
 local limit = $default_max_backlog
 local configured = redis.call('HGET', prefix .. '${value_part}integrations.max_backlog', 'value')
 if configured and tonumber(configured) then limit = tonumber(configured) end
-local backlog = redis.call('XLEN', outbox)
 if #writes > 0 and backlog + #writes > limit then return {'backlog', backlog, limit} end
 local first
 for i, args in ipairs(writes) do
@@ -102,7 +105,8 @@ if redis.call('HGET', request, 'status') ~= 'pending' then
   redis.call('ZREM', prefix .. '$expiry_part', id)
 end
 return {'ok', first or 0}
-""").substitute(outbox_part=OUTBOX_PART, default_max_backlog=DEFAULT_MAX_BACKLOG,
+""").substitute(outbox_parts=", ".join(f"'{part}'" for part in OUTBOX_PARTS.values()),
+               default_max_backlog=DEFAULT_MAX_BACKLOG,
                value_part=VALUE_PART, expiry_part=EXPIRY_PART)
 
 

@@ -1,9 +1,12 @@
-"""The outbox stream and the dispatched event documents.
+"""The outbox streams and the dispatched event documents.
 
-Writers append events to a namespace's outbox (``values.WRITE_SCRIPT`` does, atomically with
-the change); relays read it in consumer group ``dispatch``, store each routed event under
-``event:<id>`` for the delivery tasks, and acknowledge the entry. A replay is an outbox entry
-too (field ``r``), so it goes through the same relay.
+Each namespace has one outbox stream per urgency: ``outbox:high``, ``outbox`` (medium, the
+name a single outbox always had) and ``outbox:low``. Writers append an event to the stream of
+its urgency (``values.WRITE_SCRIPT`` does, atomically with the change, see ``URGENCY_LUA``);
+relays read them in consumer group ``dispatch``, high first (``workers.outbox_reader``), store
+each routed event under ``event:<id>`` for the delivery tasks, and acknowledge the entry. A
+replay is an outbox entry too (field ``r``, on the medium stream), so it goes through the same
+relay.
 """
 
 from __future__ import annotations
@@ -15,10 +18,15 @@ from redis.exceptions import ResponseError
 
 from config_core import settings
 from config_core.events import Event
+from config_core.routing import DEFAULT_URGENCY, URGENCIES
 from config_core.state.keys import NAMESPACES_KEY, Namespace
 
 OUTBOX_PART = "outbox"
-"""Key suffix of a namespace's outbox stream."""
+"""Key suffix of a namespace's medium outbox stream; the others add ``:high`` / ``:low``."""
+
+OUTBOX_PARTS = {urgency: OUTBOX_PART if urgency == DEFAULT_URGENCY else f"{OUTBOX_PART}:{urgency}"
+                for urgency in URGENCIES}
+"""Key suffix of each urgency's outbox stream, most urgent first."""
 
 DISPATCH_GROUP = "dispatch"
 """Consumer group of the outbox streams."""
@@ -33,15 +41,14 @@ DRAIN_FIELD = "d"
 """Outbox entry field naming a resumed connector whose waiting deliveries are to go out."""
 
 
-def outbox_key(ns: Namespace) -> str:
-    """Stream of events waiting for a relay."""
-    return ns.key(OUTBOX_PART)
+def outbox_key(ns: Namespace, urgency: str = DEFAULT_URGENCY) -> str:
+    """Stream of events of ``urgency`` waiting for a relay (medium: the historical name)."""
+    return ns.key(OUTBOX_PARTS[urgency])
 
 
-def outbox_keys(ns: Namespace) -> list[str]:
-    """Every outbox stream of ``ns``: what a backlog figure sums (entries are deleted once
-    dispatched, so a stream's length is what waits)."""
-    return [outbox_key(ns)]
+def outbox_keys(ns: Namespace) -> dict[str, str]:
+    """Every outbox stream of ``ns`` by urgency, most urgent first."""
+    return {urgency: ns.key(part) for urgency, part in OUTBOX_PARTS.items()}
 
 
 def event_key(ns: Namespace, event_id: str) -> str:
@@ -87,12 +94,13 @@ def namespaces(client: Any) -> list[Namespace]:
 
 
 def ensure_group(client: Any, ns: Namespace) -> None:
-    """Create the outbox and its consumer group if either is missing."""
-    try:
-        client.xgroup_create(outbox_key(ns), DISPATCH_GROUP, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    """Create the outbox streams and their consumer group where either is missing."""
+    for stream in outbox_keys(ns).values():
+        try:
+            client.xgroup_create(stream, DISPATCH_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
 
 MISSING_STREAM_ERRORS = ("NOGROUP", "UNBLOCKED")

@@ -47,7 +47,7 @@ def read(client: Any, ns: Namespace) -> NamespaceMetrics:
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(counters.outcomes_key(ns))
     pipe.hgetall(counters.latency_key(ns))
-    for stream in events.outbox_keys(ns):
+    for stream in events.outbox_keys(ns).values():
         pipe.xlen(stream)
     outcomes, latency, *lengths = pipe.execute()
     return NamespaceMetrics(ns, parse_outcomes(outcomes), parse_latency(latency),

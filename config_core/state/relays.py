@@ -27,6 +27,8 @@ class Health:
     """What one relay reports about itself."""
 
     consumer: str
+    urgencies: list[str] = field(default_factory=list)
+    """The outbox urgencies this relay reads."""
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     started_at: float = field(default_factory=time.time)
@@ -50,14 +52,24 @@ class Health:
         self.backlog = backlog
 
 
-def backlog(client: Any, ns: Namespace) -> dict[str, int]:
-    """Entries waiting in ``ns``'s outbox, and how many of them a relay has read but not
-    dispatched yet."""
+def backlog(client: Any, ns: Namespace) -> dict[str, Any]:
+    """Entries waiting in ``ns``'s outbox streams, how many of them a relay has read but not
+    dispatched yet, and the waiting entries per urgency."""
+    streams = events.outbox_keys(ns)
     pipe = client.pipeline(transaction=False)
-    pipe.xlen(events.outbox_key(ns))
-    pipe.xpending(events.outbox_key(ns), events.DISPATCH_GROUP)
-    length, pending = pipe.execute()
-    return {"outbox": int(length), "pending": int(pending["pending"] if pending else 0)}
+    for stream in streams.values():
+        pipe.xlen(stream)
+        pipe.xpending(stream, events.DISPATCH_GROUP)
+    replies = pipe.execute(raise_on_error=False)
+    lengths = {urgency: _int(replies[2 * i]) for i, urgency in enumerate(streams)}
+    pending = sum(_int((reply or {}).get("pending") if isinstance(reply, dict) else 0)
+                  for reply in replies[1::2])
+    return {"outbox": sum(lengths.values()), "pending": pending, "by_urgency": lengths}
+
+
+def _int(reply: Any) -> int:
+    """A count from a pipeline reply; 0 for an error (a stream or group not there yet)."""
+    return 0 if isinstance(reply, Exception) or reply is None else int(reply)
 
 
 def report(client: Any, health: Health) -> None:

@@ -21,8 +21,9 @@ from config_core.errors import AccessDenied, IntegrationError
 from config_core.events import Change
 from config_core.settings import DEFAULT_MAX_BACKLOG, HISTORY_MAX
 from config_core.state.directory import ROLES_PART
-from config_core.state.events import EVENT_FIELD, OUTBOX_PART, outbox_key
+from config_core.state.events import EVENT_FIELD, outbox_key
 from config_core.state.keys import NAMESPACES_KEY, ROOT, Namespace
+from config_core.state.urgency import urgency_lua, urgency_script
 
 VALUE_PART = "cfg:"
 HISTORY_PART = "history:"
@@ -101,6 +102,8 @@ WRITE_SCRIPT = Template("""
 -- With an idempotency key a second run changes nothing and answers {'done', 'version event_id'}
 -- of the first (a caller whose reply was lost asks again).
 -- op 'event' records only the event (config.error, deployment.finished, ...).
+-- The event goes to the outbox stream of its urgency (see config_core.state.urgency).
+$urgency_lua
 local prefix, op, key = ARGV[1], ARGV[2], ARGV[3]
 local written = ''
 if ARGV[10] and ARGV[10] ~= '' then written = prefix .. '$written_part' .. ARGV[10] end
@@ -109,7 +112,6 @@ if written ~= '' then
   if done then return {'done', done} end
 end
 local value_key = prefix .. '$value_part' .. key
-local outbox = prefix .. '$outbox_part'
 local masked = ARGV[5]
 if masked == '' then masked = ARGV[4] end
 local current = redis.call('HMGET', value_key, 'version', 'masked')
@@ -141,14 +143,21 @@ if not old or old == '' then old = current[2] or 'null' end
 local new_version = version + 1
 if op == 'event' then new_version = version end
 if ARGV[6] ~= '' then
+  local outbox = prefix .. outbox_part[urgency_of(prefix, key)]
   local kind = redis.call('TYPE', outbox)['ok']
   if kind ~= 'stream' and kind ~= 'none' then
-    return {'outbox', kind}
+    return {'outbox', kind, outbox}
   end
   local limit = $default_max_backlog
   local configured = redis.call('HGET', prefix .. '${value_part}integrations.max_backlog', 'value')
   if configured and tonumber(configured) then limit = tonumber(configured) end
-  local backlog = redis.call('XLEN', outbox)
+  local backlog = 0
+  for _, part in pairs(outbox_part) do
+    local stream = prefix .. part
+    if redis.call('TYPE', stream)['ok'] == 'stream' then
+      backlog = backlog + redis.call('XLEN', stream)
+    end
+  end
   if backlog >= limit then
     return {'backlog', backlog, limit}
   end
@@ -183,7 +192,7 @@ return {'ok', new_version}
     namespaces=NAMESPACES_KEY,
     root_len=len(ROOT) + 2,
     value_part=VALUE_PART, history_part=HISTORY_PART, index_part=INDEX_PART,
-    registry_part=REGISTRY_PART, outbox_part=OUTBOX_PART, roles_part=ROLES_PART,
+    registry_part=REGISTRY_PART, roles_part=ROLES_PART, urgency_lua=urgency_lua(VALUE_PART),
     event_field=EVENT_FIELD, written_part=WRITTEN_PART, idempotency_ttl_s=IDEMPOTENCY_TTL_S,
 )
 
@@ -219,6 +228,10 @@ class Write:
             args += ["" if self.expected_version is None else self.expected_version,
                      self.old_masked_json, *(self.registry or ("", ""))]
         return args
+
+
+URGENCY_SCRIPT = urgency_script(VALUE_PART)
+"""The write script's choice of urgency on its own: ARGV 1 namespace prefix, 2 key."""
 
 
 def event_only(change: Change, masked_value_json: str) -> Write:
@@ -269,9 +282,9 @@ def applied_from(reply: list[Any], ns: Namespace, write: Write) -> Applied:
             f"change to {key!r} was not applied: the outbox holds {reply[1]} undelivered "
             f"events (integrations.max_backlog is {reply[2]}); are the workers running?"
         )
+    outbox = reply[2] if len(reply) > 2 else outbox_key(ns)
     raise IntegrationError(
-        f"change to {key!r} was not applied: outbox {outbox_key(ns)!r} is a {reply[1]}, "
-        "not a stream"
+        f"change to {key!r} was not applied: outbox {outbox!r} is a {reply[1]}, not a stream"
     )
 
 

@@ -164,7 +164,11 @@ async def test_relay__relay_alive__reported_with_its_backlog(
     # Then the worker's relay is alive, with the namespace's backlog
     [relay] = [r for r in status["relays"] if r["pid"] == worker.proc.pid]
     assert relay["alive"] is True and relay["dispatched"] >= 2
-    assert relay["backlog"][svc.namespace.name] == {"outbox": 0, "pending": 0}
+    assert relay["backlog"][svc.namespace.name] == {
+        "outbox": 0, "pending": 0, "by_urgency": {"high": 0, "medium": 0, "low": 0}}
+    assert relay["urgencies"] == ["high", "medium", "low"]
+    assert status["outbox"] == 0
+    assert status["outbox_by_urgency"] == {"high": 0, "medium": 0, "low": 0}
 
 
 # 2. A lost task is published again --------------------------------------------------------------

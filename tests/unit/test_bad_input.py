@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from config_core import ConfigError, ConfigService
-from config_core.state.events import outbox_key
+from config_core.state.events import outbox_key, outbox_keys
 from config_core.state.values import WRITTEN_PART
 from config_core.validation import MAX_CHANGED_BY_LENGTH, MAX_DEPTH, MAX_REASON_LENGTH
 from connectors import BaseConnector
@@ -36,7 +36,7 @@ def assert_nothing_written(raw: redis.Redis, service: ConfigService) -> None:
     that event's idempotency record)."""
     written = f"{service.namespace.prefix}{WRITTEN_PART}"
     keys = {k for k in raw.scan_iter(f"{service.namespace.prefix}*") if not k.startswith(written)}
-    assert keys - {outbox_key(service.namespace)} == set()
+    assert keys - set(outbox_keys(service.namespace).values()) == set()
 
 
 @pytest.mark.parametrize(("value", "message"), [

@@ -115,7 +115,7 @@ def test_read__outbox_entries_waiting__backlog_sums_every_outbox_stream(
         raw_redis: redis.Redis, tenant: str) -> None:
     # Given three entries in the namespace's outbox streams
     ns = Namespace(tenant, "production")
-    for stream in events.outbox_keys(ns):
+    for stream in events.outbox_keys(ns).values():
         for n in range(3):
             raw_redis.xadd(stream, {"e": str(n)})
     # When the metrics are read, then they are the backlog
