@@ -28,7 +28,6 @@ from bench.writes import Throughput, measure_writes
 from config_core.errors import ApgConfigError
 from config_core.settings import client_url
 
-
 LOOPBACK = "127.0.0.0/8,::1/128"
 """Vendor calls are allowed to loopback only in the benchmark: its vendors are loopback fakes."""
 
