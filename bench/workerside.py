@@ -285,7 +285,8 @@ async def measure_memory(url: str, marks: tuple[int, int], log_dir: Path) -> Mem
 
 # fan-out ---------------------------------------------------------------------------------------
 
-async def fanout_run(url: str, count: int, log_dir: Path) -> FanoutRun:
+async def fanout_run(url: str, count: int, log_dir: Path,
+                     on_poll: Callable[[WorkerProcess], None] | None = None) -> FanoutRun:
     """``count`` changes to Splunk (HEC batches), New Relic and a Slack digest, all batched by
     ``FANOUT_BATCH``; timed from the relay's first ledger record to the last delivery."""
     flush(url)
@@ -304,7 +305,7 @@ async def fanout_run(url: str, count: int, log_dir: Path) -> FanoutRun:
                     rows = await asyncio.to_thread(_ledger_rows, probe, ns, ids)
                     return sum(r.status == ledger.Status.DELIVERED for r in rows) >= len(rows)
 
-                used = await _run_worker(url, log_dir, "bench-fanout", done)
+                used = await _run_worker(url, log_dir, "bench-fanout", done, on_poll=on_poll)
                 rows = await asyncio.to_thread(_ledger_rows, probe, ns, ids)
             finally:
                 probe.close()
