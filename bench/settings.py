@@ -55,6 +55,24 @@ LATENCY_ENVIRONMENT = "latency"
 GOAL_WRITE_RATIO = 2.0
 """Goal: sequential ``set_config`` at least this many times the bare ``apply_async`` rate."""
 
+GOAL_RAW_ASYNC_RATIO = 0.85
+"""Goal: sequential ``set_config`` at least this share of a raw ``redis.asyncio`` MULTI."""
+
+GOAL_GATHER_RATIO = 3.0
+"""Goal: gathered ``set_config`` at least this many times the bare ``apply_async`` rate."""
+
+GOAL_SPLUNK_RATIO = 10.0
+"""Goal: Splunk batched by 100 at least this many times the events/s of one request each."""
+
+GOAL_THROUGHPUT_RATIO = 0.60
+"""Goal: deliveries/s to a webhook at least this share of Celery no-op tasks/s."""
+
+GOAL_MEMORY_GROWTH = 0.10
+"""Goal: worker RSS grows less than this between the two marks of a burst."""
+
+GOAL_FANOUT_RATIO = 2.0
+"""Goal: fan-out changes/s at least this many times Celery no-op tasks/s."""
+
 GOAL_P99_MS = 50.0
 """Goal: p99 of set_config-to-webhook latency below this many milliseconds."""
 
@@ -71,3 +89,26 @@ SPLUNK_UNBATCHED_EVENTS = 500
 
 SPLUNK_TIMEOUT_S = 180.0
 """Longest a Splunk mode waits for its events to be indexed."""
+
+THROUGHPUT_EVENTS, QUICK_THROUGHPUT_EVENTS = 2000, 200
+"""Deliveries (and no-op tasks) per throughput run."""
+
+THROUGHPUT_RUNS, QUICK_THROUGHPUT_RUNS = 3, 1
+"""Alternated delivery / no-op runs; the medians are compared."""
+
+MEMORY_MARKS, QUICK_MEMORY_MARKS = (10_000, 20_000), (300, 600)
+"""Deliveries of the memory burst at which the worker's RSS is read."""
+
+FANOUT_EVENTS, QUICK_FANOUT_EVENTS = 10_000, 300
+"""Changes per fan-out run, each to Splunk, New Relic and a Slack digest."""
+
+FANOUT_RUNS, QUICK_FANOUT_RUNS = 3, 1
+"""Fan-out runs; the median is compared."""
+
+FANOUT_BATCH = 100
+"""``batch_size`` of every fan-out connector (Splunk HEC, New Relic, the Slack digest)."""
+
+WORKER_PHASE_BUDGET_S = 300.0
+"""Longest one worker run may take before it is stopped and reported incomplete."""
+
+THROUGHPUT_ENVIRONMENT, FANOUT_ENVIRONMENT = "throughput", "fanout"

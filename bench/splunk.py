@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import settings
+from bench.goals import Goal, at_least, goal_line
 from config_core.service import ConfigService
 from tests.fakes.splunk import FakeSplunk
 from tests.integration.workerproc import WorkerProcess
@@ -81,8 +82,13 @@ def splunk_text(runs: list[SplunkRun]) -> str:
     for run in runs:
         lines.append(f"{run.mode:<24} {run.batch_size:>5} {run.events:>7} {run.indexed:>7} "
                      f"{run.requests:>8} {run.seconds:>7.2f} {run.events_per_s:>9,.0f}")
+    lines.append("")
+    lines.extend(goal_line(g) for g in splunk_goals(runs))
+    return "\n".join(lines)
+
+
+def splunk_goals(runs: list[SplunkRun]) -> list[Goal]:
     batched, single = runs
     ratio = batched.events_per_s / single.events_per_s if single.events_per_s else 0.0
-    verdict = "MET" if ratio >= 10 else "NOT MET"
-    lines.append(f"\n  batched/one-per-event events/s  {ratio:.1f}x   goal >= 10x: {verdict}")
-    return "\n".join(lines)
+    return [at_least("Splunk: batched / one request per event", ratio,
+                     settings.GOAL_SPLUNK_RATIO, digits=1)]

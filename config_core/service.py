@@ -89,6 +89,8 @@ class ConfigService(HealthMonitoring):
         self.namespace = Namespace(self.tenant, self.environment)
         self.store = Store(self.redis_url, self.namespace)
         self.schemas = Schemas()
+        self._approval_rules: dict[str, Any] | None = None
+        self._approvals_version = 0
 
     # writes ------------------------------------------------------------------------------------
 
@@ -164,11 +166,14 @@ class ConfigService(HealthMonitoring):
                     f"{canonical!r} must be approved here, but no rule of "
                     f"{APPROVALS_KEY}.required_approvals in {self.environment} covers it; add "
                     "one (or write without require_approval)")
+            if rule is None:
+                try:
+                    applied = await self._apply(change, emit)
+                    result = SetResult("applied", change.key, applied.version, applied.event_id)
+                except _ApprovalNeeded as needed:
+                    rule = needed.rule
             if rule is not None:
                 result = await self._request_approval(change, rule, local_only=not emit)
-            else:
-                applied = await self._apply(change, emit)
-                result = SetResult("applied", change.key, applied.version, applied.event_id)
         except AccessDenied as exc:
             raise await self._refuse(exc, changed_by, value) from None
         except NoApprovalRule:
@@ -207,7 +212,8 @@ class ConfigService(HealthMonitoring):
                               f"(its secret settings: {secret}); rotate_secret changes only those")
 
     async def _apply(self, change: Change, emit: bool) -> Applied:
-        """Check and write one change, again if the schemas changed meanwhile."""
+        """Check and write one change, again if the schemas or approval rules changed
+        meanwhile (``_ApprovalNeeded`` when a rule now covers the key)."""
         for _ in range(_CAS_ATTEMPTS):
             if self.schemas.version is None:
                 await self._load_schemas()
@@ -215,6 +221,9 @@ class ConfigService(HealthMonitoring):
                 return await self._write_checked(change, emit)
             except SchemasChanged:
                 await self._load_schemas()
+                rule = await self._approval_rule(change.key)
+                if rule is not None:
+                    raise _ApprovalNeeded(rule) from None
         raise ConfigError(f"{change.key!r}: integrations.schemas keeps changing; try again")
 
     async def _write_checked(self, change: Change, emit: bool) -> Applied:
@@ -230,7 +239,7 @@ class ConfigService(HealthMonitoring):
         masked = mask_for_key(key, value, secret_fields)
         masked_json = value_json if masked is value else _dumps(masked)
         return await self.store.write(Write("set", key, value_json, masked_json, change,
-                                            masked_json, emit, self.schemas.version or 0))
+                                            masked_json, emit, self._checked_versions()))
 
     # approvals ---------------------------------------------------------------------------------
 
@@ -267,10 +276,16 @@ class ConfigService(HealthMonitoring):
         return found
 
     async def _approval_rule(self, key: str) -> Rule | None:
+        """The approval rule covering ``key``, from the rules loaded with the schemas (the
+        write script refuses a write checked against rules that changed since)."""
         if key.startswith(integrations.PREFIX):
             return None
-        stored, _ = await self.store.read(APPROVALS_KEY)
-        return rule_for(key, json.loads(stored)) if stored else None
+        if self.schemas.version is None:
+            await self._load_schemas()
+        if not self._approval_rules or rule_for(key, self._approval_rules) is None:
+            return None
+        await self._load_schemas()  # a rule covers it: ask for approval only if it still does
+        return rule_for(key, self._approval_rules) if self._approval_rules else None
 
     async def _request_approval(self, change: Change, rule: Rule, *, local_only: bool,
                                 ) -> SetResult:
@@ -380,12 +395,20 @@ class ConfigService(HealthMonitoring):
                         request["requested_by"], request["reason"], metadata)
         masked_json = _dumps(request["value"])
         return Write("set", key, value_json, masked_json, change, masked_json,
-                     not request["local_only"], self.schemas.version or 0,
+                     not request["local_only"], self._checked_versions(),
                      expected_version=request["base_version"])
 
     async def _load_schemas(self) -> None:
+        """Load ``integrations.schemas`` and ``integrations.approvals``, which every write is
+        checked against."""
+        rules, self._approvals_version = await self.store.read(APPROVALS_KEY)
+        self._approval_rules = json.loads(rules) if rules else None
         stored, version = await self.store.read(SCHEMAS_KEY)
         self.schemas.load(stored, version)
+
+    def _checked_versions(self) -> str:
+        """What the write script compares: ``<schemas version>:<approvals version>``."""
+        return f"{self.schemas.version or 0}:{self._approvals_version}"
 
     async def emit_event(self, event_type: str, key: str, *, value: Any = None,
                          changed_by: str | None = None, reason: str | None = None,
@@ -461,7 +484,7 @@ class ConfigService(HealthMonitoring):
             try:
                 return await self.store.write(Write(
                     "set", storage_key, encode_value(storage_key, updated), _dumps(field_masked),
-                    change, _dumps(event_value), emit, self.schemas.version or 0,
+                    change, _dumps(event_value), emit, self._checked_versions(),
                     expected_version=version,
                     old_masked_json=_dumps(old_masked)))
             except Conflict:
@@ -611,7 +634,7 @@ class ConfigService(HealthMonitoring):
         try:
             applied = await self.store.write(Write(
                 "set", key, value_json, masked_json, change, masked_json, True,
-                self.schemas.version or 0, registry=(name, path)))
+                self._checked_versions(), registry=(name, path)))
         except SchemasChanged:
             raise ConfigError("integrations.schemas changed during registration; try again") \
                 from None
@@ -722,3 +745,11 @@ def _field_or_none(document: Any, path: list[str]) -> Any:
 def _pending(request: dict[str, Any]) -> SetResult:
     return SetResult("pending_approval", request["key"], None, request["requested_event_id"],
                      request["request_id"])
+
+
+class _ApprovalNeeded(Exception):
+    """The approval rules changed while a change was written, and one now covers its key."""
+
+    def __init__(self, rule: Rule) -> None:
+        super().__init__(rule)
+        self.rule = rule

@@ -103,6 +103,17 @@ def always_batched(name: str) -> bool:
     return cls is not None and cls.batched
 
 
+def may_batch(name: str) -> bool:
+    """True for a built-in connector with a batch policy: it may hold events for a batch
+    (chat digests, New Relic) when ``integrations.batching`` asks for it."""
+    try:
+        cls = builtin_class(name)
+    except ConfigError:
+        return False
+    return cls is not None and (cls.batched
+                                or cls.batch_policy is not BaseConnector.batch_policy)
+
+
 def builtin_class(name: str) -> type[BaseConnector] | None:
     """The built-in connector class registered under ``name``, if any."""
     path = BUILTIN.get(name)

@@ -237,20 +237,34 @@ class Relay:
     def dispatch(self, ns: Namespace, entries: list[Any], urgency: str = DEFAULT_URGENCY,
                  ) -> None:
         """Publish the deliveries of ``entries`` (read from ``ns``'s outbox stream of
-        ``urgency``), then acknowledge and delete them."""
+        ``urgency``), then acknowledge and delete them.
+
+        The whole batch's writes (events, ledger rows, samples) go in one MULTI, before any of
+        its tasks is published: one round trip per batch, not per event.
+        """
         if not entries:
             return
         context = _RoutingContext.load(self.client, ns)
-        held: dict[str, list[tuple[Event, str]]] = {}
+        pipe = self.client.pipeline(transaction=True)
+        routed: list[tuple[str, str, Event]] = []
         for entry_id, fields in entries:
             if not fields:
                 continue  # deleted after it was read: nothing left to dispatch
-            for name, urgency, event in self._entry(ns, entry_id, fields, context):
-                held.setdefault(name, []).append((event, urgency))
+            routed += self._entry(ns, entry_id, fields, context, pipe)
+        pipe.execute()
+        held: dict[str, list[tuple[Event, str]]] = {}
+        publish: list[tuple[str, str, Event]] = []
+        for name, urgency, event in routed:
+            if context.buffers(name):
+                held.setdefault(name, []).append((event, urgency))  # waits for a batch
+            else:
+                publish.append((name, urgency, event))
         for name, waiting in held.items():
-            for event, urgency in self._buffer(ns, name, waiting):
-                scheduling.publish(scheduling.delivery_task(name),
-                                   [ns.name, event["event_id"], name], {"urgency": urgency})
+            publish += [(name, urgency, event)
+                        for event, urgency in self._buffer(ns, name, waiting)]
+        for name, urgency, event in publish:
+            scheduling.publish(scheduling.delivery_task(name),
+                               [ns.name, event["event_id"], name], {"urgency": urgency})
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.client.pipeline(transaction=True)
         stream = events.outbox_key(ns, urgency)
@@ -260,12 +274,12 @@ class Relay:
         self.health.dispatched += len(ids)
 
     def _entry(self, ns: Namespace, entry_id: str, fields: dict[str, str],
-               context: _RoutingContext) -> list[tuple[str, str, Event]]:
+               context: _RoutingContext, pipe: Any) -> list[tuple[str, str, Event]]:
         """Dispatch one entry; one that cannot be dispatched is recorded, not raised."""
         try:
             if events.EVENT_FIELD in fields:
                 return self._dispatch_event(ns, json.loads(fields[events.EVENT_FIELD]),
-                                            context, entry_id)
+                                            context, entry_id, pipe)
             if events.REPLAY_FIELD in fields:
                 self._replay(ns, json.loads(fields[events.REPLAY_FIELD]), context)
             if events.DRAIN_FIELD in fields:
@@ -278,28 +292,19 @@ class Relay:
             return []
 
     def _dispatch_event(self, ns: Namespace, event: Event, context: _RoutingContext,
-                        entry_id: str) -> list[tuple[str, str, Event]]:
-        """Store the event and publish its deliveries; return those for always-batched
-        connectors, which the caller buffers together."""
+                        entry_id: str, pipe: Any) -> list[tuple[str, str, Event]]:
+        """Queue the event's writes on ``pipe`` (stored, its ledger rows opened); return its
+        deliveries as (connector, urgency, event), which the caller buffers or publishes."""
         routes = route_event(event, context.triggers, context.configured)
         urgencies = [u for u in URGENCIES if u in routes.values()]
         event["urgency"] = urgencies[0] if urgencies else None
         if not routes:
             return []
-        pipe = self.client.pipeline(transaction=True)
         events.store(pipe, ns, event)
         ledger.open_rows(pipe, ns, event["event_id"], routes)
-        pipe.execute()
-        batched = []
-        for name, urgency in routes.items():
-            if registry.always_batched(name):
-                batched.append((name, urgency, event))  # no delivery task: it waits for a batch
-            else:
-                scheduling.publish(scheduling.delivery_task(name),
-                                   [ns.name, event["event_id"], name], {"urgency": urgency})
         if performance.PROVIDER in context.configured:
-            performance.record(self.client, ns, performance.write_samples(event, entry_id))
-        return batched
+            performance.record(pipe, ns, performance.write_samples(event, entry_id))
+        return [(name, urgency, event) for name, urgency in routes.items()]
 
     def _buffer(self, ns: Namespace, name: str, waiting: list[tuple[Event, str]]
                 ) -> list[tuple[Event, str]]:
@@ -342,9 +347,16 @@ class Relay:
 class _RoutingContext:
     """The routing inputs of one namespace, read once per batch."""
 
-    def __init__(self, triggers: dict[str, Any], configured: set[str]) -> None:
+    def __init__(self, triggers: dict[str, Any], configured: set[str],
+                 batching: bool = False) -> None:
         self.triggers = triggers
         self.configured = configured
+        self.batching = batching
+        """``integrations.batching`` is set: connectors with a batch policy may hold events."""
+
+    def buffers(self, name: str) -> bool:
+        """Whether the relay offers ``name``'s events to its buffer instead of a task each."""
+        return registry.always_batched(name) or (self.batching and registry.may_batch(name))
 
     @classmethod
     def load(cls, client: redis.Redis, ns: Namespace) -> _RoutingContext:
@@ -356,7 +368,12 @@ class _RoutingContext:
         triggers = (values.decode(notifications) or {}).get("triggers", {})
         names = {key.split(".", 1)[1] for key in keys if key.count(".") == 1}
         known = set(registry.BUILTIN) | set(custom)
-        return cls(triggers, {n for n in names & known if registry.receives_events(n)})
+        return cls(triggers, {n for n in names & known if registry.receives_events(n)},
+                   BATCHING in names)
+
+
+BATCHING = "batching"
+"""``integrations.batching``: digests and batches for connectors that support them."""
 
 
 def consumer_name() -> str:

@@ -101,7 +101,9 @@ class LedgerRow:
         return row
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), allow_nan=False)
+        # a shallow dict: asdict() deep-copies ``detail`` only to serialize it, and rows are
+        # written for every delivery (a batch writes one per event)
+        return json.dumps({name: getattr(self, name) for name in _ROW_FIELDS}, allow_nan=False)
 
     def public(self) -> dict[str, Any]:
         """The row as ``get_deliveries`` shows it."""
@@ -128,6 +130,9 @@ class LedgerRow:
         self.claim = None
         return self
 
+
+_ROW_FIELDS = tuple(f.name for f in fields(LedgerRow))
+"""Field names of a ledger row, in order (its JSON)."""
 
 def rows_key(ns: Namespace, event_id: str) -> str:
     """Hash: connector name → ledger row (JSON), plus ``<connector>#detail`` notes."""

@@ -95,7 +95,8 @@ def add_note(client: Any, ns: Namespace, key: str, version: int, note: dict[str,
 WRITE_SCRIPT = Template("""
 -- ARGV: 1 namespace prefix 'apgcfg:{tenant}:{env}:', 2 op (set|delete|event), 3 storage key,
 --       4 value json, 5 masked json ('' = same as the value), 6 event head ('' = no event),
---       7 history head, 8 version of integrations.schemas the value was checked against,
+--       7 history head, 8 versions of integrations.schemas and integrations.approvals the
+--       value was checked against ('<schemas>:<approvals>'),
 --       9 who asks (changed_by, '' = nobody), 10 idempotency key ('' = none), 11 event id;
 --       optional: 12 expected version, 13 old masked json override, 14 registry field,
 --       15 registry class path
@@ -116,7 +117,9 @@ local masked = ARGV[5]
 if masked == '' then masked = ARGV[4] end
 local current = redis.call('HMGET', value_key, 'version', 'masked')
 local version = tonumber(current[1]) or 0
-local schemas = redis.call('HGET', prefix .. '${value_part}integrations.schemas', 'version') or '0'
+local schemas = (redis.call('HGET', prefix .. '${value_part}integrations.schemas', 'version')
+  or '0') .. ':' .. (redis.call('HGET', prefix .. '${value_part}integrations.approvals',
+  'version') or '0')
 if op == 'set' and schemas ~= ARGV[8] then
   return {'schemas', schemas}
 end
@@ -208,7 +211,8 @@ class Write:
     change: Change
     masked_event_json: str
     emit: bool
-    schemas_version: int = 0
+    schemas_version: str = "0:0"
+    """``<integrations.schemas version>:<integrations.approvals version>`` checked against."""
     expected_version: int | None = None
     old_masked_json: str = ""
     registry: tuple[str, str] | None = None
@@ -274,7 +278,7 @@ def applied_from(reply: list[Any], ns: Namespace, write: Write) -> Applied:
     if status == "missing":
         raise Missing(key)
     if status == "schemas":
-        raise SchemasChanged(int(reply[1]))
+        raise SchemasChanged(str(reply[1]))
     if status == "denied":
         raise AccessDenied(key, role=reply[1] or None, needed=reply[2])
     if status == "backlog":
@@ -297,8 +301,9 @@ class Missing(Exception):
 
 
 class SchemasChanged(Exception):
-    """``integrations.schemas`` changed since the value was checked; check again."""
+    """``integrations.schemas`` or ``integrations.approvals`` changed since the value was
+    checked; check again."""
 
-    def __init__(self, version: int) -> None:
+    def __init__(self, version: str) -> None:
         super().__init__(version)
         self.version = version

@@ -8,6 +8,7 @@ from typing import Any
 
 from connectors import http
 from connectors.base import BaseConnector
+from connectors.chat import digest_policy
 from connectors.errors import ConnectorError, RateLimited
 from connectors.new_relic.checks import (
     DEFAULT_REGION,
@@ -56,6 +57,21 @@ class NewRelicConnector(BaseConnector):
         custom = build_event(event, self.config)
         self.send_events([custom])
         return {"event_type": custom["eventType"]}
+
+    def batch_policy(self, event: dict[str, Any], batching: dict[str, Any]
+                     ) -> tuple[int, float] | None:
+        """Changes wait for a batch when ``integrations.batching`` asks (as chat digests do);
+        high-urgency changes and errors go at once."""
+        return digest_policy(event, batching, critical=False)
+
+    def prepare(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The change's custom event, built in the chord's header."""
+        return build_event(event, self.config)
+
+    def send_batch(self, items: list[Any]) -> dict[str, Any]:
+        """Post a batch's custom events together (one request per MB)."""
+        self.send_events(list(items))
+        return {"events": len(items)}
 
     def send_events(self, events: list[dict[str, Any]]) -> None:
         """Post ``events`` in as few requests as fit 1 MB each, in order.

@@ -158,3 +158,22 @@ async def test_long_value__60kb__arrives_truncated_to_4096_not_dropped(
     [event] = newrelic_fake.messages()
     assert len(event["newValue"]) == 4096 and event["newValue"].startswith("ccc")
     assert event["configKey"] == "app.certificate.bundle" and newrelic_fake.dropped == []
+
+
+async def test_batching_on__10_changes__one_post_with_10_events(
+        service: ConfigService, newrelic_fake: FakeNewRelic) -> None:
+    # Given newrelic configured, only app.* routed to it, and batches of 10 asked for
+    await configure(service, newrelic_fake)
+    await settle(service, "integrations.notifications", {"triggers": {"nr": {
+        "patterns": ["app.*"], "connectors": ["newrelic"], "urgency": "medium"}}})
+    await settle(service, "integrations.batching", {"batch_size": 10, "batch_timeout": 30})
+    newrelic_fake.reset()
+    # When 10 keys change
+    ids = [(await service.set_config(f"app.batched{i}", i)).event_id for i in range(10)]
+    # Then all 10 are delivered by one POST, in order, each the guide's event
+    for event_id in ids:
+        await wait_for_deliveries(service, event_id, all_in("delivered"), 30)
+    [request] = posts(newrelic_fake)
+    assert [e["configKey"] for e in newrelic_fake.messages()] == [
+        f"app.batched{i}" for i in range(10)]
+    assert request.header("Api-Key") == newrelic_fake.api_key and newrelic_fake.dropped == []

@@ -274,3 +274,32 @@ async def test_approve__caller_metadata__kept_on_the_applied_change(
     by_type = {e["type"]: e for e in outbox_events(raw_redis, service)}
     assert by_type["approval.requested"]["metadata"]["ticket"] == "OPS-1"
     assert by_type["config.changed"]["metadata"]["ticket"] == "OPS-1"
+
+
+async def test_set_config__rules_added_by_another_writer__next_change_waits_for_approval(
+        service: ConfigService) -> None:
+    # Given a writer that has written a database key (and so read the rules: none)
+    await service.set_config("app.database.host", "localhost", changed_by="admin@company.com")
+    # When another writer of the same namespace adds the guide's approval rules
+    async with ConfigService(redis_url=service.redis_url, environment=service.environment,
+                             tenant=service.tenant) as other:
+        await other.set_config("integrations.approvals", GUIDE)
+    # Then the first writer's next change to the key waits for approval, nothing applied
+    result = await service.set_config("app.database.host", "prod-db.internal",
+                                      changed_by="admin@company.com")
+    assert result.status == "pending_approval" and result.request_id
+    assert await service.get_config("app.database.host") == "localhost"
+
+
+async def test_set_config__rules_removed_by_another_writer__next_change_applied(
+        service: ConfigService) -> None:
+    # Given a writer that has seen the guide's approval rules
+    await configured(service)
+    # When another writer removes them
+    async with ConfigService(redis_url=service.redis_url, environment=service.environment,
+                             tenant=service.tenant) as other:
+        await other.set_config("integrations.approvals", {"required_approvals": {}})
+    # Then the first writer's next change to a covered key is applied at once
+    result = await service.set_config("app.database.host", "prod-db.internal",
+                                      changed_by="admin@company.com")
+    assert result.status == "applied" and result.version == 2
