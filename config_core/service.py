@@ -162,6 +162,9 @@ class ConfigService(HealthMonitoring):
                                   idempotency_key)
             rule = await self._approval_rule(canonical)
             if rule is None and require_approval:
+                await self._load_schemas()  # the rules kept here may be older than the write
+                rule = await self._approval_rule(canonical)
+            if rule is None and require_approval:
                 raise NoApprovalRule(
                     f"{canonical!r} must be approved here, but no rule of "
                     f"{APPROVALS_KEY}.required_approvals in {self.environment} covers it; add "

@@ -126,7 +126,7 @@ def sync_cli(envs: Environments, *args: str, with_key: bool = True) -> Any:
     env = {**envs.staging.env, "PRODUCTION_CONFIG_API_KEY": envs.production_sync_key}
     if not with_key:
         env.pop("PRODUCTION_CONFIG_API_KEY")
-    done = subprocess.run([sys.executable, "-m", "apgcfg.cli", "sync", *args,
+    done = subprocess.run([sys.executable, "-m", "apgcfg.cli", "sync", *args, "--json",
                            *envs.staging.options], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr

@@ -6,8 +6,8 @@ the guide's environment variables. What a snippet leaves to its reader (where th
 which key to change next) is added after it, never edited into it. The vendors are loopback
 fakes that accept the guide's placeholder credentials; a real worker delivers.
 
-To cover another section (multi-environment sync, health), call ``run(snippet("Heading"),
-epilogue)`` and assert on the outcome and on ``service``.
+To cover another section, call ``run(snippet("Heading"), epilogue)`` and assert on the outcome
+and on ``service``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from config_core import ApprovalDenied, ConfigService
 from config_core.state import approvals as approval_state
 from tests.conftest import redis_url
 from tests.fakes.custom_system import FakeCustomSystem
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.jira import FakeJira
 from tests.fakes.slack import FakeSlack
 from tests.fakes.smtp import FakeSMTP
@@ -465,3 +466,53 @@ def test_webhook_failures_snippet__one_503__retried_and_posted(run_quiet: Run) -
         # Then it tried again and the second attempt was accepted: one message posted
         assert outcome.last_json() is True
         assert len(slack.requests) == 2 and len(slack.messages(hook)) == 1
+
+
+# --- multi-environment sync and health --------------------------------------------------------
+
+def test_multi_env_sync_snippet__pasted__stored_as_written_and_keys_masked(
+        run_quiet: Run) -> None:
+    # Given the guide's multi-environment sync snippet, as pasted
+    code = snippet("Multi-Environment Sync")
+    # When a script runs it, then reads the section back revealed and as anyone sees it
+    outcome = succeeded(run_quiet(code, stored_as_written(code), "print(json.dumps(await "
+                                  "service.get_config('integrations.multi_env_sync')))\n"))
+    stored, written = json.loads(outcome.stdout.strip().splitlines()[-2])
+    masked = outcome.last_json()
+    # Then it is stored as written, and each environment's api_key is shown masked
+    assert stored == written
+    assert {name: env["api_key"] for name, env in masked["environments"].items()} == {
+        "staging": "***", "production": "***"}
+    assert masked["sync_interval"] == 300 and masked["conflict_resolution"] == "manual"
+
+
+HEALTH_REPORT = "print(json.dumps(await check_integration_health()))\n"
+"""What a reader adds after the guide's health function: call it."""
+
+
+async def test_health_snippet__posts_refused_while_the_webhook_answers__discord_unhealthy(
+        service: ConfigService, run: Run, guide_worker: WorkerProcess) -> None:
+    # Given Discord configured with a valid webhook, and a change delivered
+    fake = FakeDiscord().start()
+    try:
+        hook = fake.add_webhook()
+        await service.set_config("integrations.discord", {"webhook_url": hook})
+        first = await service.set_config("app.health.k0", 0)
+        await wait_for_deliveries(service, first.event_id, all_in("delivered"))
+        code = snippet("Monitoring Integration Health")
+        # When the guide's function runs
+        before = succeeded(run(code, HEALTH_REPORT)).last_json()
+        # Then Discord is healthy; connectors not configured are errors that say so
+        assert before["discord"]["status"] == "healthy" and before["discord"]["last_check"]
+        assert before["zendesk"]["status"] == "error" and "zendesk" in before["zendesk"]["error"]
+        # When Discord refuses the next three posts (its webhook still answers a GET)
+        fake.fail_next(400, times=3, method="POST")
+        for i in range(1, 4):
+            result = await service.set_config(f"app.health.k{i}", i)
+            await wait_for_deliveries(service, result.event_id, all_in("dead"))
+        after = run(code, HEALTH_REPORT)
+        # Then the same function reports Discord unhealthy, from its delivery history
+        assert succeeded(after).last_json()["discord"]["status"] == "unhealthy"
+        assert hook.rsplit("/", 1)[-1] not in after.stdout + after.stderr
+    finally:
+        fake.stop()
