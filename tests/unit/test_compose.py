@@ -45,6 +45,11 @@ def test_compose__workers__high_alone_and_medium_low__distinct_node_names(
     assert option(high, "-Q").split(",") == ["high"]
     assert option(low, "-Q").split(",") == ["medium", "low"]
     assert option(high, "-n") != option(low, "-n")
+    # and each runs the relay for its own urgencies, with the shared settings kept
+    for name, urgencies in (("worker-high", "high"), ("worker-low", "medium,low")):
+        env = compose["services"][name]["environment"]
+        assert env["APGCFG_RELAY_URGENCIES"] == urgencies
+        assert env["CONFIG_REDIS_URL"] == "redis://redis:6379/0"
 
 
 def test_compose__redis__durable_and_every_app_service_waits_for_it(
