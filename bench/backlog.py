@@ -27,6 +27,8 @@ from bench import settings
 from bench.goals import Goal, goal_line
 from bench.latency import _Probe
 from bench.probe import SignallingDiscord
+from bench.report import percentile
+from bench.workerside import flush
 from config_core.service import ConfigService
 from config_core.settings import client_url
 from config_core.state import events
@@ -74,7 +76,7 @@ class BacklogRun:
 
     def stats(self, which: str) -> dict[str, float]:
         values = [v for v in getattr(self, f"{which}_ms") if v is not None]
-        return {"p50": _pct(values, 50), "p99": _pct(values, 99), "n": len(values),
+        return {"p50": percentile(values, 50), "p99": percentile(values, 99), "n": len(values),
                 "lost": len(getattr(self, f"{which}_ms")) - len(values)}
 
     @property
@@ -88,24 +90,15 @@ class BacklogRun:
         return lost == 0 and self.factor <= GOAL_BACKLOG_FACTOR
 
 
-def _pct(values: list[float], pct: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * pct / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 async def measure_backlog(url: str, samples: int, log_dir: Path,
                           low_events: int = BACKLOG_LOW_EVENTS) -> list[BacklogRun]:
     """Both deployments, one after the other, each on an emptied database, with
     ``low_events`` low events kept waiting."""
     runs = []
     for deployment, workers in DEPLOYMENTS.items():
-        _flush(url)
+        flush(url)
         runs.append(await _run(url, deployment, workers, samples, log_dir, low_events))
-    _flush(url)
+    flush(url)
     return runs
 
 
@@ -173,14 +166,6 @@ async def _top_up(svc: ConfigService, raw: redis.Redis, written: int, low_events
                                for i in range(chunk)))
         written += chunk
     return written
-
-
-def _flush(url: str) -> None:
-    client = redis.Redis.from_url(client_url(url))
-    try:
-        client.flushdb()
-    finally:
-        client.close()
 
 
 def backlog_text(runs: list[BacklogRun]) -> str:

@@ -25,9 +25,9 @@ from bench.facts import machine_facts
 from bench.goals import Goal, summary_text
 from bench.latency import LatencyResult, measure_latency
 from bench.splunk import measure_splunk, splunk_goals, splunk_text
+from bench.workerside import flush
 from bench.writes import Throughput, measure_writes
 from config_core.errors import ApgConfigError
-from config_core.settings import client_url
 
 LOOPBACK = "127.0.0.0/8,::1/128"
 """Vendor calls are allowed to loopback only in the benchmark: its vendors are loopback fakes."""
@@ -54,14 +54,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-def _flush(url: str) -> None:
-    client = redis.Redis.from_url(client_url(url))
-    try:
-        client.flushdb()
-    finally:
-        client.close()
 
 
 @dataclass
@@ -189,7 +181,7 @@ backlog comes right after the idle latency it is compared with."""
 
 async def _measure(run: Run) -> None:
     for phase in PHASES:
-        _flush(run.url)  # what one phase left queued must not reach the next one's worker
+        flush(run.url)  # what one phase left queued must not reach the next one's worker
         await phase(run)
 
 
@@ -200,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("APGCFG_ALLOWED_NETWORKS", LOOPBACK)  # the vendor fakes (and workers)
     url = settings.redis_url()
     try:
-        _flush(url)
+        flush(url)
         facts = machine_facts(url)
         print("== machine ==\n" + report.facts_text(facts), flush=True)
         with tempfile.TemporaryDirectory(prefix="apgcfg-bench-") as log_dir:

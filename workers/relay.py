@@ -254,17 +254,16 @@ class Relay:
         pipe.execute()
         held: dict[str, list[tuple[Event, str]]] = {}
         publish: list[tuple[str, str, Event]] = []
-        for name, urgency, event in routed:
+        for name, queue, event in routed:  # queue: the delivery's urgency, not the stream's
             if context.buffers(name):
-                held.setdefault(name, []).append((event, urgency))  # waits for a batch
+                held.setdefault(name, []).append((event, queue))  # waits for a batch
             else:
-                publish.append((name, urgency, event))
+                publish.append((name, queue, event))
         for name, waiting in held.items():
-            publish += [(name, urgency, event)
-                        for event, urgency in self._buffer(ns, name, waiting)]
-        for name, urgency, event in publish:
+            publish += [(name, queue, event) for event, queue in self._buffer(ns, name, waiting)]
+        for name, queue, event in publish:
             scheduling.publish(scheduling.delivery_task(name),
-                               [ns.name, event["event_id"], name], {"urgency": urgency})
+                               [ns.name, event["event_id"], name], {"urgency": queue})
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.client.pipeline(transaction=True)
         stream = events.outbox_key(ns, urgency)

@@ -15,6 +15,7 @@ from config_core.state import events
 from config_core.state.keys import Namespace
 from config_core.state.values import URGENCY_SCRIPT, value_key
 from workers.outbox_reader import READ_BATCH, OutboxReader, relay_urgencies
+from workers.relay import Relay
 
 WEBHOOK = "https://discord.com/api/webhooks/123/token-abc"
 
@@ -199,3 +200,22 @@ def test_relay_urgencies__setting__most_urgent_first(value: str,
 def test_relay_urgencies__bad_setting__error_names_the_variable(value: str) -> None:
     with pytest.raises(ConfigError, match="APGCFG_RELAY_URGENCIES"):
         relay_urgencies({"APGCFG_RELAY_URGENCIES": value})
+
+
+async def test_relay__entry_routed_below_its_stream__acknowledged_where_it_was_read(
+        writer: ConfigService, raw_redis: redis.Redis) -> None:
+    # Given an event whose deliveries go out on low, found in the medium stream (as an entry
+    # sent again by hand or by a relay that died before acknowledging it)
+    ns = writer.namespace
+    await writer.set_config("ui.theme", "dark")
+    low, medium = events.outbox_key(ns, "low"), events.outbox_key(ns, "medium")
+    [(entry_id, fields)] = raw_redis.xrange(low)
+    raw_redis.xdel(low, entry_id)
+    raw_redis.xadd(medium, fields)
+    # When a relay dispatches it
+    relay = Relay(raw_redis, "c1")
+    read = [relay.read_once() for _ in range(3)]  # with the two configuration events
+    assert sum(read) == 3 and read[-1] == 0
+    # Then it is acknowledged and deleted in the medium stream, not left pending there
+    assert raw_redis.xpending(medium, events.DISPATCH_GROUP)["pending"] == 0
+    assert raw_redis.xlen(medium) == 0
