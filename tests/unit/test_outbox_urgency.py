@@ -214,8 +214,9 @@ async def test_relay__entry_routed_below_its_stream__acknowledged_where_it_was_r
     raw_redis.xadd(medium, fields)
     # When a relay dispatches it
     relay = Relay(raw_redis, "c1")
-    read = [relay.read_once() for _ in range(3)]  # with the two configuration events
-    assert sum(read) == 3 and read[-1] == 0
+    for _ in range(50):  # every namespace of the database, bounded
+        if relay.read_once() == 0:
+            break
     # Then it is acknowledged and deleted in the medium stream, not left pending there
     assert raw_redis.xpending(medium, events.DISPATCH_GROUP)["pending"] == 0
     assert raw_redis.xlen(medium) == 0
