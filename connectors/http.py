@@ -14,6 +14,7 @@ vendor's answer is finite and at most ``MAX_VENDOR_WAIT_S``.
 from __future__ import annotations
 
 import email.utils
+import logging
 import math
 import os
 import time
@@ -77,6 +78,12 @@ def session() -> requests.Session:
         _session = _build_session()
         _session_pid = os.getpid()
     return _session
+
+
+logging.getLogger("urllib3").setLevel(logging.ERROR)
+"""urllib3 logs each connect retry (a warning, and debug lines) with the request's path, which
+holds a webhook's token (Discord, Slack); the outcome is reported once, redacted, by ``send``'s
+typed error instead."""
 
 
 def _build_session() -> requests.Session:

@@ -7,12 +7,14 @@ left this machine.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from config_core import ConfigService
 from config_core.errors import ConfigError
 from connectors import http
-from connectors.errors import PermanentError
+from connectors.errors import PermanentError, TransportError
 from connectors.settings import dict_of_urls, http_url
 from tests.fakes.server import Reply
 from tests.unit.loopback import ScriptedServer
@@ -155,3 +157,18 @@ def test_send__caller_reads_redirect_itself__answer_returned_unfollowed() -> Non
         vendor.reply = Reply(303, b"", {"Location": f"{target.base_url}/queue/item/7/"})
         response = http.send("POST", f"{vendor.base_url}/job/x/build", accept_redirect=True)
         assert response.status_code == 303 and target.requests == []
+
+
+def test_send__nothing_listens__no_log_line_shows_the_webhook_token(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Given a webhook URL whose path holds its token, on a loopback port nothing listens on
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api/webhooks/123/tok-secret-9f3a"
+    # When the call is tried (urllib3 retries the connection before giving up)
+    with caplog.at_level(logging.DEBUG), pytest.raises(TransportError) as raised:
+        http.send("POST", url, secrets={"tok-secret-9f3a"}, json={}, timeout=1)
+    # Then neither the logs nor the error show the token
+    assert "tok-secret-9f3a" not in caplog.text + str(raised.value)
