@@ -103,6 +103,7 @@ class Stack:
         self.discord.start()
         self.slack.start()
         threading.Thread(target=self._capture_task_args, daemon=True).start()
+        self._wait_capturing()
         self.service = ConfigService(redis_url=self.url, environment="faults", tenant="suite")
         await self._configure()
         return self
@@ -261,6 +262,19 @@ class Stack:
         }
         return sorted({f"{secret[:6]}… in a {place}" for place, texts in places.items()
                        for text in texts for secret in self.secrets if secret in text})
+
+    def _wait_capturing(self, timeout_s: float = 15.0) -> None:
+        """Block until the event receiver is subscribed: events published before that are gone,
+        and the scan would miss the tasks they describe."""
+        client = redis.Redis.from_url(self.broker_url)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while client.pubsub_numpat() + len(client.pubsub_channels()) == 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"task event receiver not subscribed in {timeout_s} s")
+                time.sleep(0.05)
+        finally:
+            client.close()
 
     def _capture_task_args(self) -> None:
         """Record every task's arguments as Flower sees them (task-received events)."""
