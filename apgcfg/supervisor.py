@@ -31,6 +31,7 @@ from celery import Celery
 
 from apgcfg.metrics_server import MetricsOptions, MetricsServer
 from config_core import settings
+from workers.settings import FLOWER_TASKS_COLUMNS
 
 PROBE_HOST = "127.0.0.1"
 """Where a local Redis is looked for when ``CONFIG_REDIS_URL`` is unset."""
@@ -343,7 +344,8 @@ def _start_flower(options: RunOptions, env: Mapping[str, str], base_env: dict[st
                   children: list[Child]) -> Callable[[], bool]:
     auth, generated = flower_auth(env)
     flower_env = {**base_env, "FLOWER_BASIC_AUTH": auth}  # env, not argv: ps shows argv
-    args = ["flower", "--address=127.0.0.1", f"--port={options.flower_port}"]
+    args = ["flower", "--address=127.0.0.1", f"--port={options.flower_port}",
+            f"--tasks-columns={FLOWER_TASKS_COLUMNS}"]
     children.append(spawn("flower", args, flower_env, options.workdir))
     url = f"http://127.0.0.1:{options.flower_port}/"
     user, _, password = auth.split(",")[0].partition(":")

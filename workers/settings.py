@@ -73,6 +73,10 @@ task_eager_propagates = False
 HEALTH_CHECK_INTERVAL_S = float(os.environ.get("APGCFG_HEALTH_CHECK_INTERVAL_S", "60"))
 """How often celery beat checks every connector's health (``connector-health-tick``)."""
 
+FLOWER_TASKS_COLUMNS = "name,state,exception,received,runtime,worker,uuid"
+"""Flower's task list columns (``--tasks-columns``): the exception column shows why a delivery
+is retrying or dead (masked), next to its state."""
+
 beat_schedule = {
     "connector-health-tick": {
         "task": "workers.connector_health_tick",

@@ -28,6 +28,7 @@ from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeSlack
 from tests.integration.spare_redis import free_port
 from tests.integration.workerproc import ROOT, WorkerProcess
+from workers.settings import FLOWER_TASKS_COLUMNS
 
 FLOWER_DB = 11
 """A database of this test's own: Flower lists every task its workers ran."""
@@ -42,7 +43,7 @@ SCREENSHOT = ROOT / "docs" / "flower-tasks.png"
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--hide-scrollbars", "--window-size=1500,800",
+                  "--disable-sync", "--hide-scrollbars", "--window-size=1700,760",
                   "--virtual-time-budget=8000"]
 
 
@@ -57,7 +58,8 @@ class FlowerProcess:
         env.pop("CELERY_TASK_ALWAYS_EAGER", None)
         command = [sys.executable, "-m", "celery", "-A", "workers", "flower",
                    "--address=127.0.0.1", f"--port={self.port}",
-                   f"--basic-auth={USER}:{PASSWORD}"]
+                   f"--basic-auth={USER}:{PASSWORD}",
+                   f"--tasks-columns={FLOWER_TASKS_COLUMNS}"]
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -176,6 +178,9 @@ async def test_flower__success_retry_dead_deliveries__shows_each_state_truthfull
     shown = str(flower.tasks())
     for secret_url in (slack_ok, slack_busy, gone):
         assert secret_url.rsplit("/", 1)[-1] not in shown
+    # And the task list shows why, in an Exception column beside the state
+    page_html = requests.get(flower.base_url + "/tasks", auth=(USER, PASSWORD), timeout=5).text
+    assert ">Exception<" in page_html and ">State<" in page_html, page_html[:2000]
     # Without credentials, the API and the pages are refused
     for path in ("/api/tasks", "/api/workers", "/tasks"):
         assert requests.get(flower.base_url + path, timeout=5).status_code == 401

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from workers.settings import FLOWER_TASKS_COLUMNS
+
 ROOT = Path(__file__).resolve().parents[2]
 VARIABLE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}")
 
@@ -68,6 +70,12 @@ def test_compose__flower_and_api__published_on_loopback_flower_needs_auth(
         for port in compose["services"][name]["ports"]:
             assert port.startswith("127.0.0.1:"), (name, port)
     assert ":?" in compose["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"]
+
+
+def test_compose__flower__task_list_shows_the_exception_column(compose: dict[str, Any]) -> None:
+    command = celery_command(compose["services"]["flower"])
+    assert f"--tasks-columns={FLOWER_TASKS_COLUMNS}" in command
+    assert "exception" in FLOWER_TASKS_COLUMNS.split(",")
 
 
 def test_compose__every_variable_used__listed_in_env_example() -> None:
