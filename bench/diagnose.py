@@ -2,8 +2,10 @@
 
 Each line is microseconds per call, averaged over ``--calls`` calls on the bench database
 (FLUSHDB'd first). To isolate the service's own Python, one measurement replaces the store's
-script call by a stub in this process only; the arguments it captured are then sent with plain
-EVALSHA through ``redis.asyncio`` and through the sync client. ``--profile`` adds a cProfile of
+script call by a stub in this process only; the arguments it captured, one set per call (each
+with its own key and idempotency key, so the script does a whole write, never the early answer
+of a repeated one), are then sent with plain EVALSHA through ``redis.asyncio`` and through the
+sync client. ``--profile`` adds a cProfile of
 the stubbed path (the service's Python without any Redis I/O).
 """
 
@@ -44,14 +46,14 @@ def _evalsha_server_us(client: redis.Redis) -> tuple[int, int]:
 
 
 class _Captured:
-    """Stands in for the store's registered script: records its arguments, writes nothing."""
+    """Stands in for the store's registered script: records each call's arguments, writes
+    nothing."""
 
     def __init__(self) -> None:
-        self.keys: list[Any] = []
-        self.args: list[Any] = []
+        self.calls: list[list[Any]] = []
 
-    async def __call__(self, keys: list[Any], args: list[Any]) -> list[Any]:
-        self.keys, self.args = keys, args
+    async def __call__(self, args: list[Any]) -> list[Any]:
+        self.calls.append([0, *args])
         return ["ok", 1]
 
 
@@ -69,13 +71,13 @@ async def decompose(url: str, calls: int, profile: bool) -> list[tuple[str, floa
         after = _evalsha_server_us(sync)
         rows.append(("  of which Redis runs the Lua script (server side)",
                      (after[1] - before[1]) / max(1, after[0] - before[0])))
-        real, captured = svc.store._write, _Captured()
-        svc.store._write = captured  # type: ignore[assignment]
+        real, captured = svc.store._run_write, _Captured()
+        svc.store._run_write = captured  # type: ignore[method-assign]
         stubbed = await _per_call_us(calls, lambda i: svc.set_config(f"stub.k{i}", f"v{i}"))
         rows.append(("set_config, script call stubbed (service Python only)", stubbed))
         if profile:
             await _print_profile(svc, calls)
-        svc.store._write = real
+        svc.store._run_write = real  # type: ignore[method-assign]
         rows.extend(await _client_rows(sync, asyn, captured, calls))
     finally:
         sync.close()
@@ -87,25 +89,30 @@ async def decompose(url: str, calls: int, profile: bool) -> list[tuple[str, floa
 async def _client_rows(sync: redis.Redis, asyn: aioredis.Redis, captured: _Captured,
                        calls: int) -> list[tuple[str, float]]:
     sha = str(sync.script_load(WRITE_SCRIPT))
-    keys, args = captured.keys, captured.args
+    replayed = captured.calls[:calls]
     packer = asyn.connection_pool.make_connection()
-    command = ("EVALSHA", sha, len(keys), *keys, *args)
     began = time.perf_counter()
-    for _ in range(calls):
-        packer.pack_command(*command)
-    pack_us = (time.perf_counter() - began) / calls * 1e6
+    for call in replayed:
+        packer.pack_command("EVALSHA", sha, *call)
+    pack_us = (time.perf_counter() - began) / len(replayed) * 1e6
+    half = len(replayed) // 2
 
-    async def sync_eval(_: int) -> None:
-        sync.evalsha(sha, len(keys), *keys, *args)
+    async def sync_eval(i: int) -> None:
+        sync.evalsha(sha, *replayed[half + i])
 
     async def sync_ping(_: int) -> None:
         sync.ping()
 
+    before = _evalsha_server_us(sync)
+    async_us = await _per_call_us(half, lambda i: asyn.evalsha(sha, *replayed[i]))
+    after = _evalsha_server_us(sync)
     return [
-        (f"EVALSHA, the same {len(command)} arguments, redis.asyncio",
-         await _per_call_us(calls, lambda _: asyn.evalsha(sha, len(keys), *keys, *args))),
+        (f"EVALSHA, the captured {2 + len(replayed[0])} arguments, redis.asyncio", async_us),
+        ("  of which Redis runs the Lua script (server side)",
+         (after[1] - before[1]) / max(1, after[0] - before[0])),
         ("  of which redis.asyncio packs the command (pure Python)", pack_us),
-        ("EVALSHA, the same arguments, sync redis-py", await _per_call_us(calls, sync_eval)),
+        ("EVALSHA, the captured arguments, sync redis-py",
+         await _per_call_us(len(replayed) - half, sync_eval)),
         ("PING, redis.asyncio (client round-trip floor)",
          await _per_call_us(calls, lambda _: asyn.ping())),
         ("PING, sync redis-py", await _per_call_us(calls, sync_ping)),

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config_core import settings
@@ -42,7 +42,7 @@ class Store:
         the idempotency key tells whether the change was applied before it did.
         """
         try:
-            reply = await self._write(keys=[], args=w.args(self.ns))
+            reply = await self._run_write(w.args(self.ns))
         except (RedisConnectionError, RedisTimeoutError) as exc:
             return await self._settle(w, exc)
         except RedisError as exc:
@@ -50,6 +50,18 @@ class Store:
                 f"change to {w.change.key!r} was not applied: Redis refused the write ({exc})"
             ) from exc
         return applied_from(reply, self.ns, w)
+
+    async def _run_write(self, args: list[Any]) -> Any:
+        """EVALSHA of the write script (loaded again after a Redis restart or SCRIPT FLUSH).
+
+        A plain EVALSHA rather than redis-py's ``Script`` call, which checks its client's type
+        and copies the arguments on every call: a set_config is one round trip, and this is
+        its hot path."""
+        try:
+            return await self.redis.evalsha(self._write.sha, 0, *args)
+        except NoScriptError:
+            await self.redis.script_load(WRITE_SCRIPT)
+            return await self.redis.evalsha(self._write.sha, 0, *args)
 
     async def _settle(self, w: Write, exc: RedisError) -> Applied:
         """After a lost connection: the write's outcome, or the error that says it."""

@@ -156,10 +156,8 @@ if ARGV[6] ~= '' then
   if configured and tonumber(configured) then limit = tonumber(configured) end
   local backlog = 0
   for _, part in pairs(outbox_part) do
-    local stream = prefix .. part
-    if redis.call('TYPE', stream)['ok'] == 'stream' then
-      backlog = backlog + redis.call('XLEN', stream)
-    end
+    local length = redis.pcall('XLEN', prefix .. part)  -- 0 when missing, an error if no stream
+    if type(length) == 'number' then backlog = backlog + length end
   end
   if backlog >= limit then
     return {'backlog', backlog, limit}

@@ -110,6 +110,19 @@ async def test_set_config__outbox_unwritable__integration_error_value_unchanged(
     assert len(await service.history("app.x")) == 1
 
 
+async def test_set_config__redis_script_cache_flushed__write_still_applied_once(
+        service: ConfigService, raw_redis: redis.Redis) -> None:
+    # Given a first write (the write script is cached in Redis)
+    await service.set_config("app.flushed", "before")
+    # When Redis forgets its scripts (a restart without persistence, SCRIPT FLUSH)
+    raw_redis.script_flush()
+    result = await service.set_config("app.flushed", "after")
+    # Then the next write loads the script again and applies once
+    assert (result.status, result.version) == ("applied", 2)
+    assert await service.get_config("app.flushed") == "after"
+    assert len(await service.history("app.flushed")) == 2
+
+
 async def test_set_config__backlog_full__integration_error_value_unchanged(
         service: ConfigService, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given no relay running (not eager) and a backlog limit of 2
