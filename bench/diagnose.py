@@ -72,12 +72,12 @@ async def decompose(url: str, calls: int, profile: bool) -> list[tuple[str, floa
         rows.append(("  of which Redis runs the Lua script (server side)",
                      (after[1] - before[1]) / max(1, after[0] - before[0])))
         real, captured = svc.store._run_write, _Captured()
-        svc.store._run_write = captured  # type: ignore[method-assign]
+        svc.store._run_write = captured
         stubbed = await _per_call_us(calls, lambda i: svc.set_config(f"stub.k{i}", f"v{i}"))
         rows.append(("set_config, script call stubbed (service Python only)", stubbed))
         if profile:
             await _print_profile(svc, calls)
-        svc.store._run_write = real  # type: ignore[method-assign]
+        svc.store._run_write = real
         rows.extend(await _client_rows(sync, asyn, captured, calls))
     finally:
         sync.close()
