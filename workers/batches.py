@@ -65,9 +65,12 @@ def buffer(ns: Namespace, connector: str, pairs: list[tuple[str, str]], policy: 
         return moved
     waiting, since = buffers.append(client(), ns, connector, moved, policy)
     size, interval_s = policy
-    if waiting >= size:
+    before = waiting - len(moved)
+    if waiting // size > before // size:
+        # these filled a batch: flush it now. Only then: a flush that finds a full batch left
+        # asks for the next itself, and a flush per relay read would outnumber the batches
         schedule_flush(ns, connector)
-    elif waiting == len(moved):  # these opened the window
+    elif before == 0:  # these opened the window
         schedule_flush(ns, connector, max(0.0, since + interval_s - time.time()))
     return moved
 

@@ -101,3 +101,20 @@ async def test_claimed_batch__worker_died_before_post__run_again_once_lease_expi
     assert await statuses(service, ids) == ["delivered"] * 3
     batches.run_batch(service.namespace, "sink", claimed["batch_id"])  # a late duplicate
     assert len(batch_connector.BATCHES) == 1
+
+
+async def test_buffer__events_arrive_in_small_groups__one_flush_asked_per_full_batch(
+        service: ConfigService, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a batch size of 10 and an empty buffer, and the flushes asked for recorded (not run)
+    asked: list[float] = []
+    monkeypatch.setattr(batches, "schedule_flush",
+                        lambda ns, connector, delay_s=0.0: asked.append(delay_s))
+    ns = service.namespace
+    # When 30 events arrive 3 at a time, as a relay reading small stream batches buffers them
+    for first in range(0, 30, 3):
+        pairs = [(f"event-{i:02d}", "medium") for i in range(first, first + 3)]
+        assert batches.buffer(ns, "sink", pairs, (10, 60.0)) == [p[0] for p in pairs]
+    # Then the first group opened the window (one timed flush), and each group that filled a
+    # batch asked for one flush at once: 3, not one per group after the first batch filled
+    assert asked[0] > 0
+    assert asked[1:] == [0.0, 0.0, 0.0]
