@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
+from redis.commands.core import Script
+
 from config_core import settings
 from config_core.state import counters
 from config_core.state.keys import Namespace
@@ -169,6 +171,12 @@ def parse_due_member(member: str) -> tuple[str, str, str]:
     return event_id, connector, kind
 
 
+def _script(text: str) -> Script:
+    """A script run by SHA on whichever client (or pipeline) a call passes; redis-py loads it
+    again when Redis lost it (a restart, SCRIPT FLUSH)."""
+    return Script(None, text.encode())  # type: ignore[arg-type]  # the client comes per call
+
+
 # Opening rows ---------------------------------------------------------------------------------
 
 def open_rows(pipe: Any, ns: Namespace, event_id: str, routes: dict[str, str]) -> None:
@@ -196,6 +204,7 @@ for i = 3, #ARGV, 3 do
 end
 return moved
 """
+_OPEN_BATCHED_SCRIPT = _script(_OPEN_BATCHED)
 
 
 def open_batched(client: Any, ns: Namespace, connector: str,
@@ -206,7 +215,7 @@ def open_batched(client: Any, ns: Namespace, connector: str,
     for event_id, urgency in pairs:
         row = LedgerRow.new(connector, urgency, Status.BATCHED)
         args += [rows_key(ns, event_id), event_id, row.to_json()]
-    moved: Any = client.eval(_OPEN_BATCHED, 1, due_key(ns), *args)
+    moved: Any = _OPEN_BATCHED_SCRIPT([due_key(ns)], args, client)
     return list(moved)
 
 
@@ -226,6 +235,7 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[8]))
 redis.call('ZADD', KEYS[3], tonumber(ARGV[7]), ARGV[6])
 return {'claimed', ''}
 """
+_CLAIM_SCRIPT = _script(_CLAIM)
 
 CLAIM_ROUNDS = 5
 """Times ``claim`` reads a row again that changed under it before it reports ``busy``."""
@@ -258,11 +268,11 @@ def claim(client: Any, ns: Namespace, event_id: str, connector: str, urgency: st
         if row.status in NOT_ATTEMPTED:
             return Claim("final", row)
         taken = replace(row, attempts=row.attempts + 1, claim=token, updated_at=time.time())
-        reply: Any = client.eval(
-            _CLAIM, 3, rows_key(ns, event_id), lease_key(ns, event_id, connector),
-            due_key(ns), connector, token, int(lease_s * 1000), current or "", taken.to_json(),
-            due_member(event_id, connector), taken.updated_at + lease_s + DUE_GRACE_S,
-            settings.EVENT_TTL_S)
+        reply: Any = _CLAIM_SCRIPT(
+            [rows_key(ns, event_id), lease_key(ns, event_id, connector), due_key(ns)],
+            [connector, token, int(lease_s * 1000), current or "", taken.to_json(),
+             due_member(event_id, connector), taken.updated_at + lease_s + DUE_GRACE_S,
+             settings.EVENT_TTL_S], client)
         if reply[0] == "claimed":
             return Claim("in_doubt" if row.claim else "claimed", taken, token)
         if reply[0] == "busy":
@@ -300,6 +310,9 @@ end
 """ + counters.FINISH_COUNT_LUA + """
 return 1
 """
+_FINISH_SCRIPT = _script(_FINISH)
+"""The ledger's scripts go by SHA (EVALSHA; loaded again after a flush): a delivery runs two
+and a batch one per event, and sending their text each time cost more than running them."""
 
 
 def finish(client: Any, ns: Namespace, event_id: str, row: LedgerRow, token: str = "") -> bool:
@@ -311,12 +324,12 @@ def finish(client: Any, ns: Namespace, event_id: str, row: LedgerRow, token: str
         due = str((row.next_attempt_at or row.updated_at) + DUE_GRACE_S)
     latency = (counters.latency_args(row.created_at, row.delivered_at)
                if row.status == Status.DELIVERED else ("", "0"))
-    reply: Any = client.eval(
-        _FINISH, 6, rows_key(ns, event_id), lease_key(ns, event_id, row.connector), dead_key(ns),
-        due_key(ns), counters.outcomes_key(ns), counters.latency_key(ns), row.connector, token,
-        row.to_json(), str(row.status), f"{event_id}:{row.connector}",
-        due_member(event_id, row.connector), due, row.updated_at, settings.EVENT_TTL_S,
-        " ".join(STICKY), *latency, row.error_kind or "")
+    reply: Any = _FINISH_SCRIPT(
+        [rows_key(ns, event_id), lease_key(ns, event_id, row.connector), dead_key(ns),
+         due_key(ns), counters.outcomes_key(ns), counters.latency_key(ns)],
+        [row.connector, token, row.to_json(), str(row.status), f"{event_id}:{row.connector}",
+         due_member(event_id, row.connector), due, row.updated_at, settings.EVENT_TTL_S,
+         " ".join(STICKY), *latency, row.error_kind or ""], client)
     return bool(reply)
 
 

@@ -43,6 +43,19 @@ async def test_buffer__fewer_than_batch_size__held_then_flushed_together(
     assert raw_redis.llen(buffers.buffer_key(service.namespace, "sink")) == 0
 
 
+async def test_batch__redis_forgot_its_scripts__buffered_posted_and_marked_once(
+        service: ConfigService, raw_redis: redis.Redis) -> None:
+    # Given a batch size of 3 and one change buffered
+    await setup(service)
+    ids = [(await service.set_config("app.k0", 0)).event_id]
+    # When Redis forgets its scripts, then two more changes fill the batch
+    raw_redis.script_flush()
+    ids += [(await service.set_config(f"app.k{i}", i)).event_id for i in (1, 2)]
+    # Then the batch is posted once and every event is marked delivered
+    assert [len(b) for b in batch_connector.BATCHES] == [3]
+    assert await statuses(service, ids) == ["delivered"] * 3
+
+
 async def test_flush__interval_passed__partial_batch_sent(service: ConfigService) -> None:
     await setup(service, size=10)
     ids = [(await service.set_config(f"app.k{i}", i)).event_id for i in range(4)]

@@ -23,6 +23,20 @@ async def test_set_config__eager__delivered_before_set_config_returns(
     assert {"name": "Old Value", "value": "(none)", "inline": False} in fields
 
 
+async def test_deliver__redis_forgot_its_scripts__delivered_and_recorded_once(
+        service: ConfigService, discord_fake: FakeDiscord, raw_redis: redis.Redis) -> None:
+    # Given a delivered change (the ledger's scripts are cached in Redis by SHA)
+    await service.set_config("integrations.discord", {"webhook_url": discord_fake.add_webhook()})
+    await service.set_config("app.first", 1)
+    # When Redis forgets its scripts (a restart without persistence, SCRIPT FLUSH)
+    raw_redis.script_flush()
+    result = await service.set_config("app.second", 2)
+    # Then the next delivery loads them again: claimed, sent once, recorded delivered
+    records = await service.get_deliveries(result.event_id)
+    assert [(r["status"], r["attempts"]) for r in records] == [("delivered", 1)]
+    assert sum("app.second" in str(m) for m in discord_fake.messages()) == 1
+
+
 async def test_integration_config__dict_and_field_forms__read_back_the_same(
         service: ConfigService, discord_fake: FakeDiscord) -> None:
     # Given the guide's step 2 (one field) then step 3 (the dict)
