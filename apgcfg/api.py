@@ -18,13 +18,11 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
-from redis import Redis
 from redis.exceptions import RedisError
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from apgcfg import metrics
-from config_core import settings
+from apgcfg import metrics, metrics_server
 from config_core.access import RANK, required_role
 from config_core.errors import (
     AccessDenied,
@@ -36,9 +34,6 @@ from config_core.errors import (
 from config_core.service import ConfigService
 from config_core.state import apikeys
 from config_core.validation import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_KEY_LENGTH
-
-METRICS_REDIS_TIMEOUT_S = 5.0
-"""Connect and read timeout of the client a ``/metrics`` scrape reads Redis with."""
 
 MAX_BODY_BYTES = 1024 * 1024
 """Largest request body accepted, in bytes; a larger one gets 413 before it is parsed."""
@@ -111,10 +106,7 @@ def create_app(service: ConfigService | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service = service or ConfigService()
-        app.state.metrics_redis = Redis.from_url(
-            settings.client_url(app.state.service.redis_url), decode_responses=True,
-            socket_timeout=METRICS_REDIS_TIMEOUT_S,
-            socket_connect_timeout=METRICS_REDIS_TIMEOUT_S)
+        app.state.metrics_redis = metrics_server.redis_client(app.state.service.redis_url)
         yield
         app.state.metrics_redis.close()
         await app.state.service.close()
@@ -283,11 +275,13 @@ def _routes(app: FastAPI) -> None:
     _connector_routes(app)
 
     @app.get("/metrics", include_in_schema=False)
-    async def scrape(request: Request, caller: Caller) -> Response:
-        """Prometheus metrics of every namespace (docs/metrics.md); any role may read them."""
+    async def scrape(request: Request, svc: Service, caller: Caller) -> Response:
+        """Prometheus metrics of this API's namespace and the relays (docs/metrics.md); any
+        role may read them. Other tenants' figures are only on ``apgcfg run``'s server."""
         _require(caller, "read", "reading metrics")
         try:
-            text = await asyncio.to_thread(metrics.render, request.app.state.metrics_redis)
+            text = await asyncio.to_thread(metrics.render, request.app.state.metrics_redis,
+                                           svc.namespace)
         except RedisError as exc:
             raise HTTPException(503, "Redis is unreachable") from exc
         return Response(text, media_type=CONTENT_TYPE_LATEST)

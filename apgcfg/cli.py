@@ -1,9 +1,9 @@
 """``apgcfg``: run the stack, and read or change configuration from a shell.
 
-Every command but ``run`` and ``serve`` is a thin wrapper over ``ConfigService`` (or one module
-of this package) that returns plain data; ``apgcfg.render`` prints it as a table for people or,
-with ``--json``, as JSON for scripts. A refusal prints one line to stderr and exits with the code
-``apgcfg.exit_codes`` names (1 error, 2 bad input, 3 not found).
+Every command but ``run``, ``serve`` and ``metrics`` is a thin wrapper over ``ConfigService``
+(or one module of this package) that returns plain data; ``apgcfg.render`` prints it as a table
+for people or, with ``--json``, as JSON for scripts. A refusal prints one line to stderr and
+exits with the code ``apgcfg.exit_codes`` names (1 error, 2 bad input, 3 not found).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import asyncio
 import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -21,9 +23,11 @@ from typing import Any
 import uvicorn
 from redis.exceptions import RedisError
 
-from apgcfg import diffing, exit_codes, replaying, status, supervisor
+from apgcfg import diffing, exit_codes, metrics_server, replaying, status, supervisor
 from apgcfg.api import create_app
+from apgcfg.metrics_server import MetricsOptions, MetricsServer
 from apgcfg.render import Lines, View, emit, table, to_json, when
+from config_core import settings as core_settings
 from config_core.errors import ApgConfigError, ConfigError
 from config_core.masking import mask_url_credentials
 from config_core.service import ConfigService
@@ -45,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "metrics":
+        return _metrics(args)
     try:
         result = asyncio.run(_call(args.handler, args))
     except (ApgConfigError, KeyError, RedisError) as exc:
@@ -69,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_positive_int, default=8080)
+    served = commands.add_parser(
+        "metrics", parents=[common],
+        help="serve Prometheus /metrics of every namespace (needs APGCFG_METRICS_TOKEN)")
+    served.add_argument("--host", help="default: APGCFG_METRICS_HOST, else 127.0.0.1")
+    served.add_argument("--port", type=_positive_int,
+                        help="default: APGCFG_METRICS_PORT, else 9808")
     for name, (handler, help_text, arguments) in _COMMANDS.items():
         sub = commands.add_parser(name, parents=[common], help=help_text)
         for flags, options in arguments:
@@ -266,6 +278,42 @@ def _serve(args: argparse.Namespace) -> int:
                             tenant=getattr(args, "tenant", None))
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="info")
     return 0
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    """Serve every namespace's metrics in the foreground until SIGTERM or Ctrl-C."""
+    env = dict(os.environ)
+    env.update({name: str(value) for name, value in (("APGCFG_METRICS_HOST", args.host),
+                                                      ("APGCFG_METRICS_PORT", args.port))
+                if value is not None})
+    if not env.get("APGCFG_METRICS_TOKEN"):
+        print("apgcfg metrics: set APGCFG_METRICS_TOKEN to the bearer token scrapes must send",
+              file=sys.stderr)
+        return exit_codes.USAGE
+    try:
+        options = MetricsOptions.from_env(env)
+    except ValueError as exc:
+        print(f"apgcfg metrics: {exc}", file=sys.stderr)
+        return exit_codes.USAGE
+    redis_url = getattr(args, "redis_url", None) or core_settings.redis_url()
+    try:
+        server = MetricsServer(options, metrics_server.redis_client(redis_url))
+    except OSError as exc:
+        print(f"apgcfg metrics: {options.host}:{options.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return exit_codes.ERROR
+    print(f"apgcfg metrics: serving {server.url} for every namespace "
+          "(Authorization: Bearer $APGCFG_METRICS_TOKEN)", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        server.client.close()
+    print("apgcfg metrics: stopped", flush=True)
+    return exit_codes.OK
 
 
 async def _role(service: ConfigService, args: argparse.Namespace) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from config_core.state import counters, metrics, relays
+from config_core.state.keys import Namespace
 from config_core.state.metrics import NamespaceMetrics
 
 NS_LABELS = ["tenant", "environment"]
@@ -118,22 +119,28 @@ def _relay_families(reports: list[dict[str, Any]], now: float) -> list[Metric]:
 
 
 class RedisCollector(Collector):
-    """Reads everything at scrape time (sync client with ``decode_responses=True``)."""
+    """Reads everything at scrape time (sync client with ``decode_responses=True``): every
+    namespace, or only ``namespace`` when given; the relays either way."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, namespace: Namespace | None = None) -> None:
         self.client = client
+        self.namespace = namespace
 
     def collect(self) -> Iterator[Metric]:
         now = time.time()
-        found = metrics.read_all(self.client)
+        if self.namespace is None:
+            found = metrics.read_all(self.client)
+        else:
+            found = [metrics.read_readable(self.client, self.namespace)]
         reports = relays.reports(self.client.hgetall(relays.RELAYS_KEY), now)
         yield from families(found, reports, now)
 
 
-def render(client: Any) -> bytes:
-    """The exposition text of a scrape now (raises ``RedisError`` when Redis is down)."""
+def render(client: Any, namespace: Namespace | None = None) -> bytes:
+    """The exposition text of a scrape now, of every namespace or only ``namespace`` (raises
+    ``RedisError`` when Redis is down)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RedisCollector(client))
+    registry.register(RedisCollector(client, namespace))
     return generate_latest(registry)
 
 

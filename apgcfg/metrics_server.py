@@ -1,7 +1,10 @@
-"""The small ``/metrics`` server of ``apgcfg run``: loopback by default, behind a bearer token.
+"""The small ``/metrics`` server of every namespace: loopback by default, behind a bearer token.
 
+``apgcfg run`` starts it beside its children; ``apgcfg metrics`` runs it alone (the operator's
+view in a deployment of separate processes, as compose.yaml's ``metrics`` service).
 ``APGCFG_METRICS_HOST`` (default 127.0.0.1), ``APGCFG_METRICS_PORT`` (default 9808; ``0`` turns
-the server off) and ``APGCFG_METRICS_TOKEN`` (generated per run, and printed, when unset).
+``apgcfg run``'s server off) and ``APGCFG_METRICS_TOKEN`` (``apgcfg run`` generates one, and
+prints it, when unset; ``apgcfg metrics`` requires it).
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import redis
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from apgcfg.metrics import render, token_matches
+from config_core import settings
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,16 @@ DEFAULT_PORT = 9808
 """Its port unless ``APGCFG_METRICS_PORT`` says otherwise."""
 
 PATH = "/metrics"
+
+REDIS_TIMEOUT_S = 5.0
+"""Connect and read timeout of the client a scrape reads Redis with."""
+
+
+def redis_client(redis_url: str) -> redis.Redis:
+    """The client scrapes read with: replies as text, a scrape never hangs on Redis."""
+    return redis.Redis.from_url(settings.client_url(redis_url), decode_responses=True,
+                                socket_timeout=REDIS_TIMEOUT_S,
+                                socket_connect_timeout=REDIS_TIMEOUT_S)
 
 
 @dataclass(frozen=True)

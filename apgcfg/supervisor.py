@@ -26,11 +26,9 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import redis
 from celery import Celery
 
-from apgcfg.metrics_server import MetricsOptions, MetricsServer
-from config_core import settings
+from apgcfg.metrics_server import MetricsOptions, MetricsServer, redis_client
 from workers.settings import FLOWER_TASKS_COLUMNS
 
 PROBE_HOST = "127.0.0.1"
@@ -59,9 +57,6 @@ READY_TIMEOUT_S = 60.0
 
 POLL_INTERVAL_S = 0.3
 """How often children and readiness are checked."""
-
-METRICS_REDIS_TIMEOUT_S = 5.0
-"""Connect and read timeout of the metrics server's Redis client."""
 
 
 def say(text: str) -> None:
@@ -325,9 +320,7 @@ def start_metrics(env: Mapping[str, str], redis_url: str) -> MetricsServer | Non
     if options.port == 0:
         say("metrics off (APGCFG_METRICS_PORT=0)")
         return None
-    client = redis.Redis.from_url(settings.client_url(redis_url), decode_responses=True,
-                                  socket_timeout=METRICS_REDIS_TIMEOUT_S,
-                                  socket_connect_timeout=METRICS_REDIS_TIMEOUT_S)
+    client = redis_client(redis_url)
     try:
         server = MetricsServer(options, client).start()
     except OSError as exc:  # the port is taken: the stack runs on, without metrics

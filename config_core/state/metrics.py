@@ -57,13 +57,15 @@ def read(client: Any, ns: Namespace) -> NamespaceMetrics:
 def read_all(client: Any) -> list[NamespaceMetrics]:
     """Every namespace that has an outbox, sorted by name; one whose keys cannot be read
     (a key of the wrong type) is shown as not ``readable`` rather than failing the scrape."""
-    found = []
-    for ns in events.namespaces(client):
-        try:
-            found.append(read(client, ns))
-        except ResponseError:
-            found.append(NamespaceMetrics(ns, readable=False))
-    return found
+    return [read_readable(client, ns) for ns in events.namespaces(client)]
+
+
+def read_readable(client: Any, ns: Namespace) -> NamespaceMetrics:
+    """One namespace's figures; not ``readable`` when a key of it holds the wrong type."""
+    try:
+        return read(client, ns)
+    except ResponseError:
+        return NamespaceMetrics(ns, readable=False)
 
 
 def dead_letters(client: Any, ns: Namespace) -> dict[str, int]:

@@ -157,3 +157,72 @@ async def test_outbox_waiting__no_relay_reads_it__backlog_counts_it(
     assert figure(samples, "apgcfg_outbox_backlog", tenant=tenant,
                   environment="production") == 4
     assert figure(samples, "apgcfg_relays_alive") == 0
+
+
+async def test_api_scrape__another_tenant_has_an_outbox__only_the_api_namespace_shown(
+        metrics_db: str, api: ApiServer, writer: ConfigService, tenant: str) -> None:
+    # Given changes waiting in this tenant's outbox and in another tenant's, no worker running
+    other_tenant = f"{tenant}other"
+    other = ConfigService(redis_url=metrics_db, environment="production", tenant=other_tenant)
+    try:
+        await other.set_config("app.k", 1)
+        await writer.set_config("app.k", 1)
+    finally:
+        await other.close()
+    # When an API key of this namespace scrapes the API's /metrics
+    samples = poll(lambda: scrape(f"{api.url}/metrics", api.new_key("read")), 10, "a scrape")
+    # Then it sees its own namespace's figures and the relays, never another tenant's
+    shown = {dict(labels).get("tenant") for _, labels in samples} - {None}
+    assert shown == {tenant}, shown
+    assert figure(samples, "apgcfg_outbox_backlog", tenant=tenant, environment="production") == 1
+    assert ("apgcfg_relays_alive", ()) in samples
+
+
+def start_metrics_command(metrics_db: str, tmp_path: Path, port: int,
+                          token: str | None) -> subprocess.Popen[str]:
+    env = {**os.environ, "CONFIG_REDIS_URL": metrics_db, "PYTHONPATH": str(ROOT),
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("APGCFG_METRICS_TOKEN", None)
+    if token is not None:
+        env["APGCFG_METRICS_TOKEN"] = token
+    return subprocess.Popen([sys.executable, "-m", "apgcfg.cli", "metrics", "--port", str(port)],
+                            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+async def test_metrics_command__two_tenants__operator_sees_both_then_sigterm_stops(
+        metrics_db: str, tmp_path: Path, tenant: str) -> None:
+    # Given changes waiting in two tenants' outboxes, and `apgcfg metrics` with its token
+    for name in (tenant, f"{tenant}other"):
+        svc = ConfigService(redis_url=metrics_db, environment="production", tenant=name)
+        await svc.set_config("app.k", 1)
+        await svc.close()
+    port = free_port()
+    proc = start_metrics_command(metrics_db, tmp_path, port, TOKEN)
+    output = Output(proc)
+    try:
+        output.wait_for(f"apgcfg metrics: serving http://127.0.0.1:{port}/metrics", 30)
+        url = f"http://127.0.0.1:{port}/metrics"
+        # When scraped without the token, then with it
+        assert requests.get(url, timeout=10).status_code == 401
+        samples = scrape(url, TOKEN)
+        # Then both tenants' backlogs show (the operator's view)
+        for name in (tenant, f"{tenant}other"):
+            assert figure(samples, "apgcfg_outbox_backlog", tenant=name,
+                          environment="production") == 1, name
+        # And SIGTERM stops it cleanly, saying so
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
+        output.wait_for("apgcfg metrics: stopped", 5)
+        assert TOKEN not in output.text()
+    finally:
+        force_stop(proc, set(), (str(tmp_path),))
+
+
+def test_metrics_command__no_token__refused_naming_the_variable(
+        metrics_db: str, tmp_path: Path) -> None:
+    proc = start_metrics_command(metrics_db, tmp_path, free_port(), None)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "APGCFG_METRICS_TOKEN" in out

@@ -31,12 +31,14 @@ def celery_command(service: dict[str, Any]) -> list[str]:
     return command
 
 
-def test_compose__services__redis_two_workers_beat_flower_api(compose: dict[str, Any]) -> None:
+def test_compose__services__redis_two_workers_beat_flower_api_metrics(
+        compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {"redis", "worker-high", "worker-low", "beat", "flower",
-                                        "api"}
+                                        "api", "metrics"}
     assert celery_command(compose["services"]["beat"])[3] == "beat"
     assert celery_command(compose["services"]["flower"])[3] == "flower"
     assert compose["services"]["api"]["command"][:2] == ["apgcfg", "serve"]
+    assert compose["services"]["metrics"]["command"][:2] == ["apgcfg", "metrics"]
 
 
 def test_compose__workers__high_alone_and_medium_low__distinct_node_names(
@@ -64,12 +66,13 @@ def test_compose__redis__durable_and_every_app_service_waits_for_it(
             assert service["environment"]["CONFIG_REDIS_URL"] == "redis://redis:6379/0", name
 
 
-def test_compose__flower_and_api__published_on_loopback_flower_needs_auth(
+def test_compose__flower_api_metrics__published_on_loopback_flower_metrics_need_auth(
         compose: dict[str, Any]) -> None:
-    for name in ("flower", "api"):
+    for name in ("flower", "api", "metrics"):
         for port in compose["services"][name]["ports"]:
             assert port.startswith("127.0.0.1:"), (name, port)
     assert ":?" in compose["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"]
+    assert ":?" in compose["services"]["metrics"]["environment"]["APGCFG_METRICS_TOKEN"]
 
 
 def test_compose__flower__task_list_shows_the_exception_column(compose: dict[str, Any]) -> None:
