@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from config_core.state.keys import Namespace
 from tests.conftest import redis_url
 from tests.fakes.discord import FakeDiscord
 from tests.integration.apiserver import ROOT, ApiServer
+from tests.integration.polling import until
 from tests.integration.workerproc import WorkerProcess
 from workers import env_sync
 from workers.redis_client import connect
@@ -106,18 +106,6 @@ def value_in(server: ApiServer, api_key: str, key: str) -> Any:
     """The key's value there, or None when it has none."""
     response = call(server, api_key, "GET", f"/v1/configs/{key}")
     return response.json()["value"] if response.status_code == 200 else None
-
-
-def until(what: str, check: Callable[[], Any], timeout_s: float = WAIT_S) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with the last thing seen."""
-    deadline = time.monotonic() + timeout_s
-    seen = None
-    while time.monotonic() < deadline:
-        seen = check()
-        if seen:
-            return seen
-        time.sleep(0.25)
-    raise AssertionError(f"{what}: not within {timeout_s}s; last seen {seen!r}")
 
 
 def sync_cli(envs: Environments, *args: str, with_key: bool = True) -> Any:

@@ -13,8 +13,7 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import redis
 from config_core import ConfigService
 from tests.fakes.slack import FakeSlack
 from tests.integration.conftest import all_in, wait_for_deliveries
+from tests.integration.polling import until_async
 from tests.integration.workerproc import ROOT
 
 pytestmark = pytest.mark.integration
@@ -48,18 +48,6 @@ def beat(integration_redis: str, tmp_path: Path) -> Iterator[subprocess.Popen[by
         finally:
             proc.terminate()
             proc.wait(timeout=15)
-
-
-async def poll(probe: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
-    """Await ``probe()`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what} not seen in {timeout_s}s (last: {last!r})")
 
 
 def emitted(client: redis.Redis, service: ConfigService, kind: str) -> list[dict[str, Any]]:
@@ -136,11 +124,8 @@ async def test_slack_fails_ten_times__paused_changes_wait__resume_sends_all_once
         (row,) = await service.get_deliveries(event_id)
         assert row["attempts"] == 1
     # And the next tick finds it healthy and emits integration.recovered once
-    recovered = await poll(lambda: _async(emitted(client, service, "integration.recovered")),
-                           "integration.recovered")
+    recovered = await until_async("integration.recovered",
+                                  lambda: emitted(client, service, "integration.recovered"), 30)
     assert len(recovered) == 1 and recovered[0]["metadata"]["previous_status"] == "unhealthy"
     client.close()
 
-
-async def _async(value: Any) -> Any:
-    return value

@@ -20,7 +20,8 @@ from tests.conftest import redis_url
 from tests.fakes.discord import FakeDiscord
 from tests.integration.apiserver import ApiServer
 from tests.integration.conftest import all_in, settle, wait_for_deliveries
-from tests.integration.test_run_supervisor import Output, force_stop, free_port, poll
+from tests.integration.polling import until
+from tests.integration.test_run_supervisor import Output, force_stop, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -153,7 +154,7 @@ async def test_outbox_waiting__no_relay_reads_it__backlog_counts_it(
     for n in range(4):
         await writer.set_config(f"app.k{n}", n)
     # When scraped, then they are the namespace's backlog, and no relay is alive
-    samples = poll(lambda: scrape(f"{api.url}/metrics", api.new_key("read")), 10, "a scrape")
+    samples = until("a scrape", lambda: scrape(f"{api.url}/metrics", api.new_key("read")), 10)
     assert figure(samples, "apgcfg_outbox_backlog", tenant=tenant,
                   environment="production") == 4
     assert figure(samples, "apgcfg_relays_alive") == 0
@@ -170,7 +171,7 @@ async def test_api_scrape__another_tenant_has_an_outbox__only_the_api_namespace_
     finally:
         await other.close()
     # When an API key of this namespace scrapes the API's /metrics
-    samples = poll(lambda: scrape(f"{api.url}/metrics", api.new_key("read")), 10, "a scrape")
+    samples = until("a scrape", lambda: scrape(f"{api.url}/metrics", api.new_key("read")), 10)
     # Then it sees its own namespace's figures and the relays, never another tenant's
     shown = {dict(labels).get("tenant") for _, labels in samples} - {None}
     assert shown == {tenant}, shown

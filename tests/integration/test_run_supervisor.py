@@ -19,9 +19,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -29,6 +28,7 @@ import redis
 from apgcfg import supervisor
 from config_core import settings
 from tests.conftest import redis_url
+from tests.integration.polling import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
@@ -103,17 +103,6 @@ def http_get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]
         return exc.code, b""
 
 
-def poll(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not seen within {timeout_s}s (last: {last!r})")
-
-
 @pytest.fixture
 def run_db(redis_server: str) -> Iterator[str]:
     """The stack's own database, empty before and after the test."""
@@ -179,7 +168,7 @@ def test_run__sigint__flower_guarded_then_everything_stopped(run_db: str, tmp_pa
             assert code == 200, code
             return [name for name in json.loads(body) if name.startswith("apgcfg@")]
 
-        poll(listed, 30, "the worker in Flower's /api/workers")
+        until("the worker in Flower's /api/workers", listed, 30)
 
         # When: Ctrl-C
         proc.send_signal(signal.SIGINT)

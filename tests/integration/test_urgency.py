@@ -8,7 +8,6 @@ messages the vendor received, while thousands of low changes written before it s
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from config_core.state import events
 from tests.conftest import redis_url
 from tests.fakes.discord import FakeDiscord
 from tests.integration.conftest import RECOVERY_DB, wait_for_deliveries
+from tests.integration.polling import until
 from tests.integration.workerproc import WorkerProcess
 
 LOW_BACKLOG = 2000
@@ -76,15 +76,6 @@ def start(tmp_path: Path, name: str, queues: str, urgencies: str = "") -> Worker
                          extra_env=env).wait_ready()
 
 
-def wait_until(check: Any, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not reached in {timeout_s}s: {what}")
-
-
 def low_waiting(raw: redis.Redis, svc: ConfigService) -> int:
     """Low changes not yet delivered: in the outbox, or queued as Celery tasks."""
     return raw.xlen(events.outbox_key(svc.namespace, "low")) + raw.llen("low")
@@ -102,6 +93,17 @@ async def assert_overtook(svc: ConfigService, fake: FakeDiscord, event_id: str,
         f"{overtaken_by} low messages arrived before the high one, out of {len(keys)}")
 
 
+async def single_worker_delivers_first(tmp_path: Path, svc: ConfigService,
+                                       discord_fake: FakeDiscord, event_id: str) -> None:
+    """Start one worker for every queue and urgency; the high change must overtake the
+    backlog written before it."""
+    worker = start(tmp_path, "single", "high,medium,low")
+    try:
+        await assert_overtook(svc, discord_fake, event_id, 0)
+    finally:
+        worker.stop()
+
+
 async def test_urgency__low_backlog_in_outbox__high_change_delivered_first(
         svc: ConfigService, raw: redis.Redis, discord_fake: FakeDiscord,
         tmp_path: Path) -> None:
@@ -110,12 +112,8 @@ async def test_urgency__low_backlog_in_outbox__high_change_delivered_first(
     high = await svc.set_config("urgent.db.failover", "replica-2")
     assert low_waiting(raw, svc) == LOW_BACKLOG
     # When one worker (every queue, a relay for every urgency) starts
-    worker = start(tmp_path, "single", "high,medium,low")
-    try:
-        # Then the high change reaches Discord ahead of (nearly) all of the low backlog
-        await assert_overtook(svc, discord_fake, str(high.event_id), 0)
-    finally:
-        worker.stop()
+    # Then the high change reaches Discord ahead of (nearly) all of the low backlog
+    await single_worker_delivers_first(tmp_path, svc, discord_fake, str(high.event_id))
 
 
 async def test_urgency__low_backlog_in_celery_queue__high_task_runs_first(
@@ -126,19 +124,15 @@ async def test_urgency__low_backlog_in_celery_queue__high_task_runs_first(
     relay_only = start(tmp_path, "relay", "medium")
     try:
         await write_low_backlog(svc)
-        wait_until(lambda: raw.llen("low") >= LOW_BACKLOG, "low tasks queued")
+        until("low tasks queued", lambda: raw.llen("low") >= LOW_BACKLOG)
         high = await svc.set_config("urgent.db.failover", "replica-2")
-        wait_until(lambda: raw.llen("high") == 1, "high task queued")
+        until("high task queued", lambda: raw.llen("high") == 1)
     finally:
         relay_only.stop()
     assert raw.llen("low") == LOW_BACKLOG and discord_fake.messages() == []
     # When a worker consuming every queue starts
-    worker = start(tmp_path, "single", "high,medium,low")
-    try:
-        # Then it runs the high task before (nearly) all of the low ones queued before it
-        await assert_overtook(svc, discord_fake, str(high.event_id), 0)
-    finally:
-        worker.stop()
+    # Then it runs the high task before (nearly) all of the low ones queued before it
+    await single_worker_delivers_first(tmp_path, svc, discord_fake, str(high.event_id))
 
 
 async def test_urgency__recommended_deployment__high_worker_never_behind_low(
@@ -151,7 +145,7 @@ async def test_urgency__recommended_deployment__high_worker_never_behind_low(
     try:
         await write_low_backlog(svc)
         rest_worker = start(tmp_path, "rest", "medium,low", urgencies="medium,low")
-        wait_until(lambda: len(discord_fake.messages()) >= 5, "low deliveries under way")
+        until("low deliveries under way", lambda: len(discord_fake.messages()) >= 5)
         # When a high change is written
         delivered_before = len(discord_fake.messages())
         high = await svc.set_config("urgent.db.failover", "replica-2")
@@ -160,8 +154,8 @@ async def test_urgency__recommended_deployment__high_worker_never_behind_low(
         await assert_overtook(svc, discord_fake, str(high.event_id), delivered_before)
         assert waiting >= LOW_BACKLOG // 2
         # and every low change is delivered too, once, by the other worker
-        wait_until(lambda: len(discord_fake.messages()) >= LOW_BACKLOG + 1, "all delivered",
-                   timeout_s=240)
+        until("all delivered", lambda: len(discord_fake.messages()) >= LOW_BACKLOG + 1,
+              timeout_s=240)
         assert len(set(message_keys(discord_fake))) == len(discord_fake.messages())
     finally:
         high_worker.stop()
